@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * blegatectl: the command line of blegate. This file only dispatches to the verbs; each verb
+ * lives in its own file (analyze.c: the offline analysis of a recording).
+ */
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config-paths.h"
+#include "log.h"
+#include "macro.h"
+#include "verbs.h"
+
+typedef struct Verb {
+        const char *name;
+        int (*run)(int argc, char *argv[]);
+        const char *summary;
+} Verb;
+
+static const Verb verbs[] = {
+        { "analyze", verb_analyze, "Score a recording offline (streaming or the notebook's batch z-score)" },
+};
+
+static void help(void) {
+        printf("Usage: blegatectl [--version] [--help] COMMAND [ARGS...]\n"
+               "\n"
+               "Query, steer and analyse the blegate BLE edge gateway.\n"
+               "\n"
+               "Commands:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                printf("  %-10s %s\n", verbs[i].name, verbs[i].summary);
+        printf("\n"
+               "Run 'blegatectl COMMAND --help' for the options of a command.\n");
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "help",    no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        int c;
+
+        log_open();
+
+        /* Stop at the first non-option: what follows belongs to the verb. */
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_SUCCESS;
+                case 'V':
+                        printf("blegatectl " PACKAGE_VERSION "\n");
+                        return EXIT_SUCCESS;
+                default:
+                        return EXIT_USAGE;
+                }
+
+        if (optind >= argc) {
+                log_error("Missing command; see 'blegatectl --help'.");
+                return EXIT_USAGE;
+        }
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(argv[optind], verbs[i].name)) {
+                        int first = optind;
+
+                        /* Each verb parses its own options from a fresh getopt state. */
+                        optind = 0;
+                        return verbs[i].run(argc - first, argv + first);
+                }
+
+        log_error("Unknown command '%s'; see 'blegatectl --help'.", argv[optind]);
+        return EXIT_USAGE;
+}

@@ -1,0 +1,610 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The rolling z-score of DESIGN.md "Detection"; detector.h states the contract.
+ *
+ * Window: the mean and the sum of squared deviations (m2) are updated in O(1) per value, with
+ * Welford's update while the window fills and its replace-one-value form once it is full. The
+ * rounding errors of such updates add up, and they surface when a large value leaves the
+ * window and m2 shrinks by cancellation. So every `size` pushes both are recomputed from the
+ * ring with a shifted two-pass sum: no drift outlives one window, at O(1) amortised cost. A
+ * window of equal values reports that value and a std of exactly 0, as pandas does (it counts
+ * the run of equal newest values, pandas GH#42064), rather than a rounding residue.
+ *
+ * Detector: an open-addressing hash map (linear probing, backward-shift deletion, at most half
+ * full) from device id to the device's state, which holds one Series (window and open event)
+ * per channel, allocated the first time the channel carries a value.
+ */
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "detector.h"
+#include "macro.h"
+
+int window_init(Window *w, unsigned size) {
+        double *ring;
+
+        assert(w);
+
+        if (size == 0 || size > WINDOW_SIZE_MAX)
+                return -EINVAL;
+
+        ring = new(double, size);
+        if (!ring)
+                return -ENOMEM;
+
+        *w = (Window) {
+                .ring = ring,
+                .size = size,
+        };
+        return 0;
+}
+
+void window_done(Window *w) {
+        assert(w);
+
+        free(w->ring);
+        *w = (Window) {};
+}
+
+void window_reset(Window *w) {
+        assert(w);
+
+        *w = (Window) {
+                .ring = w->ring,
+                .size = w->size,
+        };
+}
+
+bool window_score(const Window *w, double x, unsigned min_samples, double min_stddev,
+                  double *ret_mean, double *ret_std, double *ret_z) {
+        double mean, std;
+
+        assert(w);
+
+        if (w->n == 0 || w->n < min_samples || !isfinite(x))
+                return false;
+
+        if (w->run >= w->n) {
+                mean = w->last;
+                std = 0;
+        } else {
+                mean = w->mean;
+                std = sqrt(w->m2 * w->inv_n);
+        }
+
+        if (ret_mean)
+                *ret_mean = mean;
+        if (ret_std)
+                *ret_std = std;
+        if (ret_z)
+                /* Not fmax(): that is a libm call unless NaNs may be assumed away. */
+                *ret_z = (x - mean) / (std > min_stddev ? std : min_stddev);
+        return true;
+}
+
+/* Kept out of line: it runs once per window, and inlined it would burden every push. */
+static __attribute__((noinline)) void window_recompute(Window *w) {
+        /* Shifting by a value of the window keeps the sums small, so they lose little to
+         * rounding, and x - k is often exact (Sterbenz). Four accumulators break the dependency
+         * chain of the additions: this loop runs once per window and would otherwise cost
+         * about as much as all the O(1) updates. */
+        const double *v = w->ring, k = v[0];
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0;
+        double mean, c, q;
+        unsigned i;
+
+        for (i = 0; i + 4 <= w->n; i += 4) {
+                s0 += v[i] - k;
+                s1 += v[i + 1] - k;
+                s2 += v[i + 2] - k;
+                s3 += v[i + 3] - k;
+        }
+        for (; i < w->n; i++)
+                s0 += v[i] - k;
+        mean = k + ((s0 + s1) + (s2 + s3)) * w->inv_n;
+
+        for (i = 0; i + 4 <= w->n; i += 4) {
+                double d0 = v[i] - mean, d1 = v[i + 1] - mean, d2 = v[i + 2] - mean, d3 = v[i + 3] - mean;
+
+                c0 += d0;
+                c1 += d1;
+                c2 += d2;
+                c3 += d3;
+                q0 += d0 * d0;
+                q1 += d1 * d1;
+                q2 += d2 * d2;
+                q3 += d3 * d3;
+        }
+        for (; i < w->n; i++) {
+                double d0 = v[i] - mean;
+
+                c0 += d0;
+                q0 += d0 * d0;
+        }
+
+        /* The corrected two-pass form: subtracting (Σ dev)²/n removes the error the rounded
+         * mean leaves in Σ dev². */
+        c = (c0 + c1) + (c2 + c3);
+        q = (q0 + q1) + (q2 + q3);
+        w->mean = mean;
+        w->m2 = fmax(q - c * c * w->inv_n, 0);
+        w->since_exact = 0;
+}
+
+void window_push(Window *w, double x) {
+        assert(w);
+        assert(w->ring);
+
+        if (!isfinite(x))
+                return;
+
+        if (w->run > 0 && x == w->last)
+                w->run += w->run < w->size;
+        else
+                w->run = 1;
+        w->last = x;
+
+        if (w->n < w->size) {
+                double delta = x - w->mean;
+
+                w->n++;
+                w->inv_n = 1.0 / w->n;
+                w->mean += delta * w->inv_n;
+                w->m2 += delta * (x - w->mean);
+        } else {
+                double old = w->ring[w->next], old_mean = w->mean, delta = x - old;
+
+                w->mean += delta * w->inv_n;
+                w->m2 += delta * ((x - w->mean) + (old - old_mean));
+                if (w->m2 < 0) /* rounding only; the next recompute settles it */
+                        w->m2 = 0;
+        }
+
+        /* While filling, next == n: the values stay in ring[0..n-1]. */
+        w->ring[w->next] = x;
+        w->next = w->next + 1 < w->size ? w->next + 1 : 0;
+
+        if (++w->since_exact >= w->size)
+                window_recompute(w);
+}
+
+typedef struct Series {
+        Window window;
+
+        /* The open event, if in_event. */
+        bool in_event;
+        unsigned count;
+        uint64_t start_usec, end_usec, start_seq, end_seq;
+        double peak_z, peak_value, peak_mean, peak_std;
+} Series;
+
+typedef struct Device {
+        uint64_t hash;
+        uint32_t channels; /* CHANNEL_BIT()s that have a Series */
+        char id[DEVICE_ID_MAX + 1];
+        char type[DEVICE_ID_MAX + 1]; /* as of the latest reading that opened an event */
+        Series *series[_CHANNEL_MAX];
+} Device;
+
+typedef struct Slot {
+        uint64_t hash; /* of the device, kept here so probing rarely touches the Device */
+        Device *device; /* NULL: empty */
+} Slot;
+
+struct Detector {
+        DetectorSettings settings;
+        DetectorEventFunc on_event;
+        void *userdata;
+
+        uint64_t seed;
+        Slot *slots;
+        size_t n_slots; /* a power of two */
+        size_t n_devices;
+
+        bool reporting; /* inside on_event, which must not call back in */
+};
+
+#define SLOTS_MIN 16
+
+static Series *series_free(Series *s) {
+        if (!s)
+                return NULL;
+        window_done(&s->window);
+        return mfree(s);
+}
+
+static void device_free_series(Device *dev) {
+        for (Channel c = 0; c < _CHANNEL_MAX; c++)
+                dev->series[c] = series_free(dev->series[c]);
+        dev->channels = 0;
+}
+
+static Device *device_free(Device *dev) {
+        if (!dev)
+                return NULL;
+        device_free_series(dev);
+        return mfree(dev);
+}
+
+static int device_add_series(Device *dev, uint32_t channels, unsigned window) {
+        for (uint32_t m = channels; m; m &= m - 1) {
+                Channel c = __builtin_ctz(m);
+                Series *s;
+                int r;
+
+                s = new0(Series, 1);
+                if (!s)
+                        return -ENOMEM;
+
+                r = window_init(&s->window, window);
+                if (r < 0) {
+                        free(s);
+                        return r;
+                }
+
+                dev->series[c] = s;
+                dev->channels |= CHANNEL_BIT(c);
+        }
+        return 0;
+}
+
+/* Not a keyed PRF like SipHash, which would cost a good part of the time budget per reading:
+ * a seeded multiply-xorshift over 8-byte words. The seed differs per detector, so colliding
+ * ids cannot simply be looked up; the manager bounds how many devices exist anyway. */
+static uint64_t device_id_hash(uint64_t seed, const char *id, size_t len) {
+        const uint64_t k = UINT64_C(0xbf58476d1ce4e5b9);
+        uint64_t h = seed ^ (len * UINT64_C(0x9e3779b97f4a7c15)), w;
+        size_t i;
+
+        for (i = 0; i + 8 <= len; i += 8) {
+                memcpy(&w, id + i, 8);
+                h = (h ^ w) * k;
+                h ^= h >> 31;
+        }
+        if (i < len) {
+                w = 0;
+                memcpy(&w, id + i, len - i);
+                h = (h ^ w) * k;
+        }
+
+        /* splitmix64's finaliser, so that the low bits used as the slot index depend on all bits */
+        h ^= h >> 30;
+        h *= k;
+        h ^= h >> 27;
+        h *= UINT64_C(0x94d049bb133111eb);
+        h ^= h >> 31;
+        return h;
+}
+
+/* The slot holding the device, or the empty slot where it would go. id[len] must be NUL. */
+static size_t detector_find_slot(const Detector *d, const char *id, size_t len, uint64_t hash) {
+        size_t mask = d->n_slots - 1;
+
+        for (size_t i = hash & mask;; i = (i + 1) & mask) {
+                const Slot *s = d->slots + i;
+
+                if (!s->device)
+                        return i;
+                if (s->hash == hash && memcmp(s->device->id, id, len + 1) == 0)
+                        return i;
+        }
+}
+
+static int detector_grow(Detector *d) {
+        size_t n = d->n_slots * 2, mask = n - 1;
+        Slot *slots;
+
+        slots = new0(Slot, n);
+        if (!slots)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < d->n_slots; i++) {
+                size_t j;
+
+                if (!d->slots[i].device)
+                        continue;
+                for (j = d->slots[i].hash & mask; slots[j].device; j = (j + 1) & mask)
+                        ;
+                slots[j] = d->slots[i];
+        }
+
+        free(d->slots);
+        d->slots = slots;
+        d->n_slots = n;
+        return 0;
+}
+
+static int detector_add_device(Detector *d, const Reading *r, size_t len, uint64_t hash, Device **ret) {
+        _cleanup_free_ Device *dev = NULL;
+        size_t i;
+        int k;
+
+        dev = new0(Device, 1);
+        if (!dev)
+                return -ENOMEM;
+        dev->hash = hash;
+        memcpy(dev->id, r->device, len);
+        memcpy(dev->type, r->type, strnlen(r->type, DEVICE_ID_MAX));
+
+        if (2 * (d->n_devices + 1) > d->n_slots) {
+                k = detector_grow(d);
+                if (k < 0)
+                        return k;
+        }
+
+        i = detector_find_slot(d, dev->id, len, hash);
+        assert(!d->slots[i].device);
+        d->slots[i] = (Slot) {
+                .hash = hash,
+                .device = dev,
+        };
+        d->n_devices++;
+
+        *ret = TAKE_PTR(dev);
+        return 0;
+}
+
+/* Linear probing without tombstones: pull later entries of the probe run back into the hole,
+ * unless their home slot lies cyclically after the hole (then they must not move before it). */
+static void detector_remove_slot(Detector *d, size_t hole) {
+        size_t mask = d->n_slots - 1;
+
+        for (size_t j = hole;;) {
+                size_t home;
+
+                j = (j + 1) & mask;
+                if (!d->slots[j].device)
+                        break;
+
+                home = d->slots[j].hash & mask;
+                if (hole <= j ? (hole < home && home <= j) : (hole < home || home <= j))
+                        continue;
+
+                d->slots[hole] = d->slots[j];
+                hole = j;
+        }
+
+        d->slots[hole] = (Slot) {};
+        d->n_devices--;
+}
+
+static void detector_report(Detector *d, const Device *dev, Channel c, Series *s) {
+        AnomalyEvent e;
+
+        assert(s->in_event);
+        s->in_event = false;
+
+        if (!d->on_event)
+                return;
+
+        e = (AnomalyEvent) {
+                .channel = c,
+                .start_usec = s->start_usec,
+                .end_usec = s->end_usec,
+                .start_seq = s->start_seq,
+                .end_seq = s->end_seq,
+                .count = s->count,
+                .peak_z = s->peak_z,
+                .peak_value = s->peak_value,
+                .peak_mean = s->peak_mean,
+                .peak_std = s->peak_std,
+        };
+        memcpy(e.device, dev->id, sizeof(e.device));
+        memcpy(e.type, dev->type, sizeof(e.type));
+
+        d->reporting = true;
+        d->on_event(&e, d->userdata);
+        d->reporting = false;
+}
+
+static void detector_report_device(Detector *d, const Device *dev) {
+        for (uint32_t m = dev->channels; m; m &= m - 1) {
+                Channel c = __builtin_ctz(m);
+
+                if (dev->series[c]->in_event)
+                        detector_report(d, dev, c, dev->series[c]);
+        }
+}
+
+static void series_flag(Series *s, Device *dev, const Reading *r, const Score *sc) {
+        if (!s->in_event) {
+                size_t n = strnlen(r->type, DEVICE_ID_MAX);
+
+                memcpy(dev->type, r->type, n);
+                dev->type[n] = 0;
+
+                s->in_event = true;
+                s->count = 0;
+                s->start_usec = r->time_usec;
+                s->start_seq = r->seq;
+                s->peak_z = 0; /* a flagged |z| is >= threshold > 0, so the first one wins */
+        }
+
+        s->count += s->count < UINT_MAX;
+        s->end_usec = r->time_usec;
+        s->end_seq = r->seq;
+        if (fabs(sc->z) > fabs(s->peak_z)) {
+                s->peak_z = sc->z;
+                s->peak_value = sc->value;
+                s->peak_mean = sc->mean;
+                s->peak_std = sc->std;
+        }
+}
+
+static bool settings_are_valid(const DetectorSettings *s) {
+        return s->window >= 1 && s->window <= WINDOW_SIZE_MAX &&
+                s->min_samples >= 1 && s->min_samples <= s->window &&
+                isfinite(s->threshold) && s->threshold > 0 &&
+                isfinite(s->min_stddev) && s->min_stddev > 0;
+}
+
+int detector_new(const DetectorSettings *s, DetectorEventFunc on_event, void *userdata, Detector **ret) {
+        _cleanup_(detector_freep) Detector *d = NULL;
+
+        assert(s);
+        assert(ret);
+
+        if (!settings_are_valid(s))
+                return -EINVAL;
+
+        d = new0(Detector, 1);
+        if (!d)
+                return -ENOMEM;
+
+        d->settings = *s;
+        d->on_event = on_event;
+        d->userdata = userdata;
+
+        if (getrandom(&d->seed, sizeof(d->seed), GRND_NONBLOCK) != sizeof(d->seed))
+                /* Early at boot the pool may not be ready; any varying value will do. */
+                d->seed = (uint64_t) (uintptr_t) d ^ (uint64_t) time(NULL) ^ ((uint64_t) getpid() << 32);
+
+        d->slots = new0(Slot, SLOTS_MIN);
+        if (!d->slots)
+                return -ENOMEM;
+        d->n_slots = SLOTS_MIN;
+
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+Detector *detector_free(Detector *d) {
+        if (!d)
+                return NULL;
+
+        assert(!d->reporting);
+
+        for (size_t i = 0; i < d->n_slots; i++)
+                device_free(d->slots[i].device);
+        free(d->slots);
+        return mfree(d);
+}
+
+int detector_feed(Detector *d, const Reading *r, Score *ret_scores) {
+        uint32_t channels, missing;
+        Device *dev;
+        size_t len, i;
+        uint64_t hash;
+        int k, n_anomalies = 0;
+
+        assert(d);
+        assert(r);
+        assert(!d->reporting);
+
+        len = strnlen(r->device, sizeof(r->device));
+        if (len == 0 || len > DEVICE_ID_MAX)
+                return -EINVAL;
+
+        hash = device_id_hash(d->seed, r->device, len);
+        i = detector_find_slot(d, r->device, len, hash);
+        dev = d->slots[i].device;
+        if (!dev) {
+                k = detector_add_device(d, r, len, hash, &dev);
+                if (k < 0)
+                        return k;
+        }
+
+        /* Allocate first, so that running out of memory leaves every window as it was. */
+        channels = r->channels & CHANNELS_ALL;
+        missing = channels & ~dev->channels;
+        if (missing) {
+                k = device_add_series(dev, missing, d->settings.window);
+                if (k < 0)
+                        return k;
+        }
+
+        if (ret_scores)
+                for (Channel c = 0; c < _CHANNEL_MAX; c++)
+                        if (!(channels & CHANNEL_BIT(c)))
+                                ret_scores[c] = (Score) {};
+
+        for (uint32_t m = channels; m; m &= m - 1) {
+                Channel c = __builtin_ctz(m);
+                Series *s = dev->series[c];
+                Score sc = {
+                        .value = r->values[c],
+                };
+
+                sc.scored = window_score(&s->window, sc.value, d->settings.min_samples, d->settings.min_stddev,
+                                         &sc.mean, &sc.std, &sc.z);
+                if (sc.scored) {
+                        sc.anomaly = zscore_is_anomaly(sc.z, d->settings.threshold);
+                        if (sc.anomaly) {
+                                series_flag(s, dev, r, &sc);
+                                n_anomalies++;
+                        } else if (s->in_event)
+                                detector_report(d, dev, c, s);
+                }
+
+                window_push(&s->window, sc.value);
+
+                if (ret_scores)
+                        ret_scores[c] = sc;
+        }
+
+        return n_anomalies;
+}
+
+void detector_flush(Detector *d) {
+        assert(d);
+        assert(!d->reporting);
+
+        for (size_t i = 0; i < d->n_slots; i++)
+                if (d->slots[i].device)
+                        detector_report_device(d, d->slots[i].device);
+}
+
+int detector_forget(Detector *d, const char *device_id) {
+        Device *dev;
+        size_t len, i;
+
+        assert(d);
+        assert(device_id);
+        assert(!d->reporting);
+
+        len = strnlen(device_id, DEVICE_ID_MAX + 1);
+        if (len == 0 || len > DEVICE_ID_MAX)
+                return 0;
+
+        i = detector_find_slot(d, device_id, len, device_id_hash(d->seed, device_id, len));
+        dev = d->slots[i].device;
+        if (!dev)
+                return 0;
+
+        detector_report_device(d, dev);
+        detector_remove_slot(d, i);
+        device_free(dev);
+        return 1;
+}
+
+int detector_set_settings(Detector *d, const DetectorSettings *s) {
+        assert(d);
+        assert(s);
+        assert(!d->reporting);
+
+        if (!settings_are_valid(s))
+                return -EINVAL;
+
+        if (s->window != d->settings.window) {
+                /* Dropping the series cannot fail, unlike resizing every ring now; the next
+                 * value of each channel allocates a ring of the new size. */
+                detector_flush(d);
+                for (size_t i = 0; i < d->n_slots; i++)
+                        if (d->slots[i].device)
+                                device_free_series(d->slots[i].device);
+        }
+
+        d->settings = *s;
+        return 0;
+}
+
+size_t detector_device_count(const Detector *d) {
+        assert(d);
+
+        return d->n_devices;
+}

@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The daemon's life: load the configuration, build the stages, run one sd-event loop, reload
+ * on SIGHUP, stop on SIGTERM/SIGINT. Readings from any source go through manager_on_reading(),
+ * the single entry of the pipeline. Every stage reports to the manager through callbacks, and
+ * only the manager logs, so each event is logged exactly once.
+ *
+ * Watchdog: instead of letting sd-event ping on its own, a timer at half the interval runs
+ * manager_check_health() first, so a loop that runs but cannot do its job stops pinging and
+ * systemd restarts us.
+ */
+
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+
+#include "config-paths.h"
+#include "log.h"
+#include "manager.h"
+#include "timestamp.h"
+
+#define DEFAULT_CONFIG_PATH SYSCONFDIR "/blegate/blegate.conf"
+
+static void manager_on_config_report(const char *file, unsigned line, const char *message, void *userdata) {
+        int *level = userdata;
+
+        if (line > 0)
+                log_full(*level, "%s:%u: %s", file, line, message);
+        else
+                log_full(*level, "%s: %s", file, message);
+}
+
+static int manager_load_config(Manager *m, int level, Config **ret) {
+        return config_load(m->config_path, m->config_must_exist, manager_on_config_report, &level, ret);
+}
+
+static DetectorSettings manager_detector_settings(const Config *c) {
+        return (DetectorSettings) {
+                .window = c->window,
+                .min_samples = c->min_samples,
+                .threshold = c->threshold,
+                .min_stddev = c->min_stddev,
+        };
+}
+
+static void manager_log_settings(const Config *c) {
+        log_info("Detector: Window=%u MinSamples=%u Threshold=%g MinStdDev=%g", c->window, c->min_samples,
+                 c->threshold, c->min_stddev);
+}
+
+static void manager_on_anomaly(const AnomalyEvent *e, void *userdata) {
+        Manager *m = userdata;
+        char start[TIMESTAMP_MAX], end[TIMESTAMP_MAX];
+
+        m->anomaly_events++;
+        log_notice("Anomaly on %s %s from %s to %s (%u reading%s): peak z=%.2f at %.4g (mean %.4g, std %.4g)",
+                   e->device, channel_to_string(e->channel), timestamp_format(e->start_usec, start),
+                   timestamp_format(e->end_usec, end), e->count, e->count == 1 ? "" : "s", e->peak_z,
+                   e->peak_value, e->peak_mean, e->peak_std);
+}
+
+static void manager_on_reading(const Reading *r, void *userdata) {
+        Manager *m = userdata;
+        int k;
+
+        m->readings_received++;
+
+        k = detector_feed(m->detector, r, NULL);
+        if (k < 0)
+                log_warning_errno(k, "Failed to score reading %" PRIu64 " of %s, ignoring: %m", r->seq, r->device);
+}
+
+/* True once every reading taken in has been handled by every stage downstream. */
+static bool manager_is_drained(Manager *m) {
+        return !m->replay || replay_is_done(m->replay);
+}
+
+static void manager_exit_if_drained(Manager *m) {
+        if (!m->options.drain_and_exit || !manager_is_drained(m))
+                return;
+
+        log_info("Replay drained: %" PRIu64 " readings, %" PRIu64 " malformed lines, %" PRIu64
+                 " anomaly events; exiting.",
+                 m->readings_received, m->replay ? replay_malformed(m->replay) : 0, m->anomaly_events);
+        (void) sd_event_exit(m->event, EXIT_SUCCESS);
+}
+
+static void manager_on_replay_malformed(const char *file, unsigned line, const char *why, void *userdata) {
+        log_warning("%s:%u: %s, skipping line.", file, line, why);
+}
+
+static void manager_on_replay_done(int error, void *userdata) {
+        Manager *m = userdata;
+
+        if (error < 0)
+                log_error_errno(error, "Failed to read recording %s, replay stopped: %m", replay_path(m->replay));
+        else
+                log_info("Replay of %s finished: %" PRIu64 " readings, %" PRIu64 " malformed lines skipped.",
+                         replay_path(m->replay), replay_readings(m->replay), replay_malformed(m->replay));
+
+        /* Close open anomaly events: no more readings will come to end them. */
+        detector_flush(m->detector);
+        manager_exit_if_drained(m);
+}
+
+static int manager_start_replay(Manager *m) {
+        static const ReplayCallbacks callbacks = {
+                .on_reading = manager_on_reading,
+                .on_malformed = manager_on_replay_malformed,
+                .on_done = manager_on_replay_done,
+        };
+        const char *path = m->options.replay_path ?: m->config->replay_file;
+        double speed = m->options.replay_speed >= 0 ? m->options.replay_speed : m->config->replay_speed;
+        _cleanup_free_ char *error = NULL;
+        int k;
+
+        if (!path) {
+                if (m->options.drain_and_exit)
+                        return log_error_errno(EINVAL, "--drain-and-exit needs a replay (--replay= or [Replay] File=).");
+                return 0;
+        }
+
+        k = replay_new(m->event, path, speed, &callbacks, m, &m->replay, &error);
+        if (k == -EBADMSG)
+                return log_error_errno(k, "%s: %s", path, error);
+        if (k < 0)
+                return log_error_errno(k, "Failed to open recording %s: %m", path);
+
+        log_info("Replaying %s at %s.", path, speed > 0 ? "recorded pace" : "full speed");
+        if (speed > 0 && speed != 1)
+                log_info("Replay speed factor %g.", speed);
+        return 0;
+}
+
+static int manager_on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        uint64_t readings = m->readings_received - m->status_last_readings;
+        double secs = (double) (usec - m->status_last_usec) / 1e6;
+
+        log_info("Status: %" PRIu64 " readings (%.0f/s), %zu devices, %" PRIu64 " anomaly events.",
+                 m->readings_received, secs > 0 ? (double) readings / secs : 0.0,
+                 detector_device_count(m->detector), m->anomaly_events);
+
+        m->status_last_readings = m->readings_received;
+        m->status_last_usec = usec;
+        (void) sd_event_source_set_time_relative(s, (uint64_t) (m->config->status_interval * 1e6));
+        return 0;
+}
+
+static int manager_setup_status(Manager *m) {
+        uint64_t now;
+        int k;
+
+        m->status_timer = sd_event_source_disable_unref(m->status_timer);
+        if (m->config->status_interval <= 0)
+                return 0;
+
+        k = sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        if (k < 0)
+                return k;
+        m->status_last_usec = now;
+        m->status_last_readings = m->readings_received;
+
+        k = sd_event_add_time_relative(m->event, &m->status_timer, CLOCK_MONOTONIC,
+                                       (uint64_t) (m->config->status_interval * 1e6), 0,
+                                       manager_on_status_timer, m);
+        if (k < 0)
+                return k;
+        (void) sd_event_source_set_enabled(m->status_timer, SD_EVENT_ON);
+        return 0;
+}
+
+/* Whether the daemon can still do its job. Grows with the stages that can get stuck. */
+static bool manager_check_health(Manager *m) {
+        return m->detector != NULL;
+}
+
+static int manager_on_watchdog(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        if (manager_check_health(m))
+                (void) sd_notify(false, "WATCHDOG=1");
+        else
+                log_warning("Health check failed, not pinging the watchdog.");
+
+        (void) sd_event_source_set_time_relative(s, m->watchdog_usec / 2);
+        return 0;
+}
+
+static int manager_setup_watchdog(Manager *m) {
+        int k;
+
+        k = sd_watchdog_enabled(false, &m->watchdog_usec);
+        if (k <= 0)
+                return k;
+
+        k = sd_event_add_time_relative(m->event, &m->watchdog_timer, CLOCK_MONOTONIC, m->watchdog_usec / 2, 0,
+                                       manager_on_watchdog, m);
+        if (k < 0)
+                return k;
+        (void) sd_event_source_set_enabled(m->watchdog_timer, SD_EVENT_ON);
+        (void) sd_event_source_set_description(m->watchdog_timer, "watchdog");
+        return 0;
+}
+
+int manager_reload(Manager *m) {
+        _cleanup_(config_freep) Config *c = NULL;
+        DetectorSettings settings;
+        int k;
+
+        log_info("Reloading configuration from %s.", m->config_path);
+        (void) sd_notify(false, "RELOADING=1");
+
+        k = manager_load_config(m, LOG_ERR, &c);
+        if (k < 0) {
+                log_error_errno(k, "Configuration is invalid, keeping the running one.");
+                goto finish;
+        }
+
+        settings = manager_detector_settings(c);
+        k = detector_set_settings(m->detector, &settings);
+        if (k < 0) {
+                log_error_errno(k, "Failed to apply the detector settings, keeping the running configuration: %m");
+                goto finish;
+        }
+        if (c->window != m->config->window)
+                log_notice("Detector Window= changed from %u to %u: every window restarts empty.",
+                           m->config->window, c->window);
+        if (!streq_ptr(c->store_path, m->config->store_path) || !streq_ptr(c->replay_file, m->config->replay_file) ||
+            c->replay_speed != m->config->replay_speed)
+                log_notice("[Store] and [Replay] settings take effect on restart.");
+
+        config_free(m->config);
+        m->config = TAKE_PTR(c);
+        manager_log_settings(m->config);
+
+        k = manager_setup_status(m);
+        if (k < 0)
+                log_warning_errno(k, "Failed to set up the status timer, ignoring: %m");
+        log_info("Configuration reloaded.");
+        k = 0;
+finish:
+        (void) sd_notify(false, "READY=1");
+        return k;
+}
+
+static int manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        (void) manager_reload(userdata);
+        return 0;
+}
+
+static int manager_on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Received %s, stopping.", strsignal((int) si->ssi_signo));
+        (void) sd_event_exit(m->event, EXIT_SUCCESS);
+        return 0;
+}
+
+int manager_new(const ManagerOptions *options, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int k;
+
+        m = new0(Manager, 1);
+        if (!m)
+                return log_oom();
+        m->options = *options;
+        m->config_must_exist = options->config_path != NULL;
+        m->config_path = strdup(options->config_path ?: DEFAULT_CONFIG_PATH);
+        if (!m->config_path)
+                return log_oom();
+
+        k = sd_event_default(&m->event);
+        if (k < 0)
+                return log_error_errno(k, "Failed to allocate the event loop: %m");
+
+        /* The signals are blocked process-wide by main() before any thread exists. */
+        k = sd_event_add_signal(m->event, NULL, SIGTERM, manager_on_exit_signal, m);
+        if (k >= 0)
+                k = sd_event_add_signal(m->event, NULL, SIGINT, manager_on_exit_signal, m);
+        if (k >= 0)
+                k = sd_event_add_signal(m->event, &m->sighup_source, SIGHUP, manager_on_sighup, m);
+        if (k < 0)
+                return log_error_errno(k, "Failed to watch signals: %m");
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+int manager_start(Manager *m) {
+        DetectorSettings settings;
+        int k;
+
+        k = manager_load_config(m, LOG_ERR, &m->config);
+        if (k < 0)
+                return log_error_errno(k, "Configuration %s is invalid, refusing to start.", m->config_path);
+        manager_log_settings(m->config);
+
+        settings = manager_detector_settings(m->config);
+        k = detector_new(&settings, manager_on_anomaly, m, &m->detector);
+        if (k < 0)
+                return log_error_errno(k, "Failed to set up the detector: %m");
+
+        k = manager_start_replay(m);
+        if (k < 0)
+                return k;
+
+        k = manager_setup_status(m);
+        if (k < 0)
+                return log_error_errno(k, "Failed to set up the status timer: %m");
+
+        k = manager_setup_watchdog(m);
+        if (k < 0)
+                return log_error_errno(k, "Failed to set up the watchdog: %m");
+
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        int k;
+
+        (void) sd_notify(false, "READY=1\nSTATUS=Running.");
+        log_info("blegated " PACKAGE_VERSION " running.");
+
+        k = sd_event_loop(m->event);
+
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping.");
+        if (k < 0)
+                return log_error_errno(k, "Event loop failed: %m");
+        if (m->detector)
+                detector_flush(m->detector);
+        return k;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+
+        replay_free(m->replay);
+        detector_free(m->detector);
+        sd_event_source_disable_unref(m->status_timer);
+        sd_event_source_disable_unref(m->watchdog_timer);
+        sd_event_source_disable_unref(m->sighup_source);
+        sd_event_unref(m->event);
+        config_free(m->config);
+        free(m->config_path);
+        return mfree(m);
+}
