@@ -60,21 +60,24 @@ void window_reset(Window *w) {
         };
 }
 
-bool window_score(const Window *w, double x, unsigned min_samples, double min_stddev,
-                  double *ret_mean, double *ret_std, double *ret_z) {
+/* The two per-value operations are inlined into detector_feed(): as calls, with their checks
+ * and prologues, they took about twice the time of the arithmetic. */
+static inline __attribute__((always_inline)) bool window_score_one(
+                const Window *w, double x, unsigned min_samples, double min_stddev,
+                double *ret_mean, double *ret_std, double *ret_z) {
         double mean, std;
 
-        assert(w);
-
-        if (w->n == 0 || w->n < min_samples || !isfinite(x))
+        if (w->n < min_samples || w->n == 0 || !isfinite(x))
                 return false;
 
         if (w->run >= w->n) {
                 mean = w->last;
                 std = 0;
         } else {
+                /* m2 may dip below 0 by rounding between two recomputes. Comparisons rather
+                 * than fmax(), which is a libm call unless NaNs may be assumed away. */
                 mean = w->mean;
-                std = sqrt(w->m2 * w->inv_n);
+                std = sqrt((w->m2 > 0 ? w->m2 : 0) * w->inv_n);
         }
 
         if (ret_mean)
@@ -82,7 +85,6 @@ bool window_score(const Window *w, double x, unsigned min_samples, double min_st
         if (ret_std)
                 *ret_std = std;
         if (ret_z)
-                /* Not fmax(): that is a libm call unless NaNs may be assumed away. */
                 *ret_z = (x - mean) / (std > min_stddev ? std : min_stddev);
         return true;
 }
@@ -91,8 +93,8 @@ bool window_score(const Window *w, double x, unsigned min_samples, double min_st
 static __attribute__((noinline)) void window_recompute(Window *w) {
         /* Shifting by a value of the window keeps the sums small, so they lose little to
          * rounding, and x - k is often exact (Sterbenz). Four accumulators break the dependency
-         * chain of the additions: this loop runs once per window and would otherwise cost
-         * about as much as all the O(1) updates. */
+         * chains of the additions: this runs once per window and would otherwise cost about as
+         * much as all the O(1) updates. */
         const double *v = w->ring, k = v[0];
         double s0 = 0, s1 = 0, s2 = 0, s3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0;
         double mean, c, q;
@@ -133,44 +135,51 @@ static __attribute__((noinline)) void window_recompute(Window *w) {
         q = (q0 + q1) + (q2 + q3);
         w->mean = mean;
         w->m2 = fmax(q - c * c * w->inv_n, 0);
-        w->since_exact = 0;
 }
 
-void window_push(Window *w, double x) {
-        assert(w);
-        assert(w->ring);
-
+static inline __attribute__((always_inline)) void window_push_one(Window *w, double x) {
         if (!isfinite(x))
                 return;
 
-        if (w->run > 0 && x == w->last)
-                w->run += w->run < w->size;
-        else
-                w->run = 1;
+        /* Starts at 1 from run == 0 as well, whatever `last` holds. */
+        w->run = x == w->last ? w->run + 1 : 1;
         w->last = x;
 
-        if (w->n < w->size) {
+        if (_likely_(w->n == w->size)) {
+                double old = w->ring[w->next], old_mean = w->mean, delta = x - old;
+
+                w->mean = old_mean + delta * w->inv_n;
+                w->m2 += delta * ((x - w->mean) + (old - old_mean));
+        } else {
+                /* Filling: next == n, so the values stay in ring[0..n-1]. */
                 double delta = x - w->mean;
 
                 w->n++;
                 w->inv_n = 1.0 / w->n;
                 w->mean += delta * w->inv_n;
                 w->m2 += delta * (x - w->mean);
-        } else {
-                double old = w->ring[w->next], old_mean = w->mean, delta = x - old;
-
-                w->mean += delta * w->inv_n;
-                w->m2 += delta * ((x - w->mean) + (old - old_mean));
-                if (w->m2 < 0) /* rounding only; the next recompute settles it */
-                        w->m2 = 0;
         }
 
-        /* While filling, next == n: the values stay in ring[0..n-1]. */
         w->ring[w->next] = x;
-        w->next = w->next + 1 < w->size ? w->next + 1 : 0;
-
-        if (++w->since_exact >= w->size)
+        if (_unlikely_(++w->next == w->size)) {
+                /* Every `size` pushes, the window being full by then. */
+                w->next = 0;
                 window_recompute(w);
+        }
+}
+
+bool window_score(const Window *w, double x, unsigned min_samples, double min_stddev,
+                  double *ret_mean, double *ret_std, double *ret_z) {
+        assert(w);
+
+        return window_score_one(w, x, min_samples, min_stddev, ret_mean, ret_std, ret_z);
+}
+
+void window_push(Window *w, double x) {
+        assert(w);
+        assert(w->ring);
+
+        window_push_one(w, x);
 }
 
 typedef struct Series {
@@ -411,7 +420,7 @@ static void detector_report_device(Detector *d, const Device *dev) {
         }
 }
 
-static void series_flag(Series *s, Device *dev, const Reading *r, const Score *sc) {
+static void series_flag(Series *s, Device *dev, const Reading *r, double x, double mean, double std, double z) {
         if (!s->in_event) {
                 size_t n = strnlen(r->type, DEVICE_ID_MAX);
 
@@ -428,11 +437,11 @@ static void series_flag(Series *s, Device *dev, const Reading *r, const Score *s
         s->count += s->count < UINT_MAX;
         s->end_usec = r->time_usec;
         s->end_seq = r->seq;
-        if (fabs(sc->z) > fabs(s->peak_z)) {
-                s->peak_z = sc->z;
-                s->peak_value = sc->value;
-                s->peak_mean = sc->mean;
-                s->peak_std = sc->std;
+        if (fabs(z) > fabs(s->peak_z)) {
+                s->peak_z = z;
+                s->peak_value = x;
+                s->peak_mean = mean;
+                s->peak_std = std;
         }
 }
 
@@ -526,25 +535,32 @@ int detector_feed(Detector *d, const Reading *r, Score *ret_scores) {
         for (uint32_t m = channels; m; m &= m - 1) {
                 Channel c = __builtin_ctz(m);
                 Series *s = dev->series[c];
-                Score sc = {
-                        .value = r->values[c],
-                };
+                double x = r->values[c], mean = 0, std = 0, z = 0;
+                bool scored, anomaly = false;
 
-                sc.scored = window_score(&s->window, sc.value, d->settings.min_samples, d->settings.min_stddev,
-                                         &sc.mean, &sc.std, &sc.z);
-                if (sc.scored) {
-                        sc.anomaly = zscore_is_anomaly(sc.z, d->settings.threshold);
-                        if (sc.anomaly) {
-                                series_flag(s, dev, r, &sc);
+                /* Scalars, not a Score on the stack: storing its two bools and then copying it
+                 * whole stalls store forwarding, which cost more than the arithmetic. */
+                scored = window_score_one(&s->window, x, d->settings.min_samples, d->settings.min_stddev,
+                                          &mean, &std, &z);
+                if (scored) {
+                        anomaly = zscore_is_anomaly(z, d->settings.threshold);
+                        if (anomaly) {
+                                series_flag(s, dev, r, x, mean, std, z);
                                 n_anomalies++;
                         } else if (s->in_event)
                                 detector_report(d, dev, c, s);
                 }
 
-                window_push(&s->window, sc.value);
+                window_push_one(&s->window, x);
 
-                if (ret_scores)
-                        ret_scores[c] = sc;
+                if (ret_scores) {
+                        ret_scores[c].value = x;
+                        ret_scores[c].mean = mean;
+                        ret_scores[c].std = std;
+                        ret_scores[c].z = z;
+                        ret_scores[c].scored = scored;
+                        ret_scores[c].anomaly = anomaly;
+                }
         }
 
         return n_anomalies;

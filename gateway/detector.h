@@ -43,8 +43,7 @@ typedef struct Window {
         unsigned size;         /* N */
         unsigned n;            /* values held, <= size */
         unsigned next;         /* slot the next value goes to (the oldest one once full) */
-        unsigned since_exact;  /* pushes since mean and m2 were last recomputed from the ring */
-        unsigned run;          /* how many of the newest values equal `last`, at most size */
+        uint64_t run;          /* how many of the newest values equal `last` */
         double last;
         double mean;
         double m2;             /* sum of squared deviations from mean */
