@@ -12,7 +12,7 @@
  *
  * Groups are devices, or device types with --group-by type (the notebook's grouping). Output
  * is one row per scored value in input order; for one reading, channels in the order of
- * reading.h. Values are printed with 17 significant digits, enough to round-trip a double.
+ * reading.h. Values are printed with the fewest digits (15 to 17) that round-trip the double.
  */
 
 #include <getopt.h>
@@ -210,8 +210,18 @@ static int parse_argv(int argc, char *argv[], AnalyzeOptions *o) {
 /* One output row. NaN (a batch group whose values are all equal) prints as an empty CSV cell,
  * as pandas writes it, and as null in JSON. */
 static void print_number(FILE *out, OutputFormat format, double v) {
-        if (isfinite(v))
-                fprintf(out, "%.17g", v);
+        if (isfinite(v)) {
+                char buf[32];
+
+                /* The shortest of 15, 16 or 17 significant digits that reads back as the same
+                 * double: values from a recording print as written, computed ones exactly. */
+                for (int digits = 15; digits <= 17; digits++) {
+                        snprintf(buf, sizeof(buf), "%.*g", digits, v);
+                        if (digits == 17 || strtod(buf, NULL) == v)
+                                break;
+                }
+                fputs(buf, out);
+        }
         else if (format == FORMAT_JSON)
                 fputs(isnan(v) ? "null" : v > 0 ? "1e999" : "-1e999", out);
         else if (!isnan(v))
