@@ -4,8 +4,12 @@
 with file:line, drop-ins, reload on SIGHUP (good and bad), sd_notify, the watchdog, and the
 replay source with --drain-and-exit."""
 
+import csv
+import datetime
+import io
 import re
 import signal
+import subprocess
 
 import harness
 from harness import TestCase, wait_for
@@ -155,6 +159,58 @@ class Replay(TestCase):
         self.assertEqual(code, 1)
         self.assertIn("none.csv", out)
         self.assertIn("No such file", out)
+
+
+EVENT = re.compile(r"Anomaly on (\S+) (\S\S) from (\S+) to (\S+) \((\d+) readings?\): peak z=(\S+) ")
+
+
+def epoch_ms(iso):
+    t = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return round(t.timestamp() * 1000)
+
+
+class Detection(TestCase):
+    def events(self, threshold):
+        code, out = self.run_daemon("--config", self.config(f"[Detector]\nThreshold={threshold}\n"),
+                                    "--replay", harness.SAMPLE_RECORDING, "--speed", "0", "--drain-and-exit")
+        self.assertEqual(code, 0, out)
+        events = [(dev, ch, epoch_ms(start), epoch_ms(end), int(n), float(z))
+                  for dev, ch, start, end, n, z in EVENT.findall(out)]
+        self.assertIn(f"{len(events)} anomaly events; exiting.", out)
+        return events
+
+    def test_injected_anomalies_are_found(self):
+        events = self.events(5)
+        with open(harness.SAMPLE_ANOMALIES) as f:
+            injected = list(csv.DictReader(f))
+        self.assertGreater(len(injected), 10)
+        for a in injected:
+            start, end = int(a["start_ms"]), int(a["end_ms"])
+            hits = [e for e in events if e[0] == a["deviceId"] and e[1] == a["channel"] and start <= e[2] <= end]
+            self.assertTrue(hits, f"no event for injected {a}")
+            self.assertTrue(all(abs(e[5]) >= 5 for e in hits))
+
+    def test_events_merge_what_analyze_flags(self):
+        """The daemon's events are the runs of consecutive flagged values that the offline
+        analysis of the same recording finds, each logged once."""
+        events = self.events(3)
+        p = subprocess.run([harness.BLEGATECTL, "analyze", harness.SAMPLE_RECORDING], capture_output=True,
+                           text=True, timeout=60, check=True)
+        runs, open_runs = [], {}
+        for row in csv.DictReader(io.StringIO(p.stdout)):
+            key = (row["deviceId"], row["channel"])
+            if row["anomaly"] == "1":
+                t = int(row["timestamp"])
+                if key in open_runs:
+                    open_runs[key][3] = t
+                    open_runs[key][4] += 1
+                else:
+                    open_runs[key] = [key[0], key[1], t, t, 1]
+            elif key in open_runs:
+                runs.append(tuple(open_runs.pop(key)))
+        runs.extend(tuple(r) for r in open_runs.values())
+        self.assertGreater(len(runs), 100)
+        self.assertEqual(sorted(e[:5] for e in events), sorted(runs))
 
 
 if __name__ == "__main__":
