@@ -11,6 +11,9 @@
  * Devices cycle through three kinds, each shaped like what its BLE profile produces (see
  * DESIGN.md "Readings" for the channels and units): a phone running the seed tutorial's web
  * simulator, a RuuviTag lying on a shelf, and a SensorTag bolted to a vibrating machine.
+ * --kinds narrows or reorders the cycle, e.g. only SensorTags, for a benchmark that wants every
+ * row to carry the same channels; a device's random streams depend on its index alone, so the
+ * default cycle writes the same bytes as before the option existed.
  * Anomalies are spikes (1-3 samples far off) and steps (a level shift for 1-3 s), placed at
  * most one per 10 s slot of a device, after a warm-up and with a quiet gap behind each, so that
  * a rolling window of the detector's default length sees clean data around every one.
@@ -75,6 +78,13 @@ typedef enum Kind {
         KIND_SENSORTAG,
         _KIND_MAX,
 } Kind;
+
+/* As --kinds spells them. */
+static const char *const kind_names[_KIND_MAX] = {
+        [KIND_PHONE] = "phone",
+        [KIND_RUUVI] = "ruuvi",
+        [KIND_SENSORTAG] = "sensortag",
+};
 
 static const char *const kind_types[_KIND_MAX] = {
         [KIND_PHONE] = "simulator",
@@ -256,6 +266,8 @@ typedef struct Device {
 typedef struct Options {
         uint64_t devices, seconds, rate, seed, start_ms, rows;
         bool rows_set;
+        Kind kinds[_KIND_MAX]; /* device k is of kind kinds[k % n_kinds] */
+        size_t n_kinds;
         const char *output;
         const char *anomalies;
 } Options;
@@ -400,10 +412,14 @@ static bool device_id_taken(const Device *devices, size_t n, const char *id) {
 
 static void device_setup(Device *devices, size_t k, const Options *o, Rng *r) {
         Device *d = devices + k;
-        unsigned n_phones = (unsigned) (k / _KIND_MAX + 1);
+        unsigned n_phones = 1;
 
-        d->kind = (Kind) (k % _KIND_MAX);
+        d->kind = o->kinds[k % o->n_kinds];
         d->channels = kind_channels[d->kind];
+
+        /* Phones are numbered from 1 in the order they appear, whatever the cycle. */
+        for (size_t i = 0; i < k; i++)
+                n_phones += devices[i].kind == KIND_PHONE;
 
         if (d->kind == KIND_PHONE)
                 snprintf(d->id, sizeof(d->id), "phone-%u", n_phones);
@@ -788,6 +804,9 @@ static void help(void) {
                "phone (simulator), ruuvi and sensortag devices, with injected anomalies.\n\n"
                "  -h --help            Show this help\n"
                "     --devices=N       Number of devices (default 4, at most %u)\n"
+               "     --kinds=LIST      Kinds of device to cycle through, in this order: a comma\n"
+               "                       list of phone, ruuvi, sensortag, each at most once\n"
+               "                       (default phone,ruuvi,sensortag)\n"
                "     --seconds=S       Length of the recording in seconds (default 60)\n"
                "     --rate=HZ         Samples per second of each device (default 100, at most %u)\n"
                "     --seed=N          Seed of the pseudo-random generators (default 1)\n"
@@ -799,6 +818,40 @@ static void help(void) {
                "                       (deviceId,channel,kind,start_ms,end_ms,magnitude;\n"
                "                       end_ms is the last affected row, inclusive)\n",
                program_invocation_short_name, DEVICES_MAX, RATE_MAX, START_MS_DEFAULT);
+}
+
+/* A comma list of distinct kind names, in the order the devices should cycle through them. */
+static int parse_kinds(const char *s, Options *o) {
+        size_t n = 0;
+
+        for (const char *p = s;;) {
+                size_t len = strcspn(p, ",");
+                Kind kind = _KIND_MAX;
+
+                for (Kind i = 0; i < _KIND_MAX; i++)
+                        if (strlen(kind_names[i]) == len && strncmp(p, kind_names[i], len) == 0)
+                                kind = i;
+                if (kind == _KIND_MAX) {
+                        fprintf(stderr, "%s: unknown kind '%.*s' in --kinds; known: phone, ruuvi, sensortag\n",
+                                program_invocation_short_name, (int) len, p);
+                        return -EINVAL;
+                }
+                for (size_t i = 0; i < n; i++)
+                        if (o->kinds[i] == kind) {
+                                fprintf(stderr, "%s: kind '%s' given twice in --kinds\n",
+                                        program_invocation_short_name, kind_names[kind]);
+                                return -EINVAL;
+                        }
+                /* Distinct, so at most _KIND_MAX of them. */
+                o->kinds[n++] = kind;
+
+                if (p[len] == '\0')
+                        break;
+                p += len + 1;
+        }
+
+        o->n_kinds = n;
+        return 0;
 }
 
 /* A plain decimal in [min, max]: no sign, no space, no suffix. */
@@ -821,6 +874,7 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
 static int parse_argv(int argc, char *argv[], Options *o) {
         enum {
                 ARG_DEVICES = 0x100,
+                ARG_KINDS,
                 ARG_SECONDS,
                 ARG_RATE,
                 ARG_SEED,
@@ -832,6 +886,7 @@ static int parse_argv(int argc, char *argv[], Options *o) {
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h'           },
                 { "devices",   required_argument, NULL, ARG_DEVICES   },
+                { "kinds",     required_argument, NULL, ARG_KINDS     },
                 { "seconds",   required_argument, NULL, ARG_SECONDS   },
                 { "rate",      required_argument, NULL, ARG_RATE      },
                 { "seed",      required_argument, NULL, ARG_SEED      },
@@ -853,6 +908,10 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                         return 0;
                 case ARG_DEVICES:
                         target = &o->devices, min = 1, max = DEVICES_MAX;
+                        break;
+                case ARG_KINDS:
+                        if (parse_kinds(optarg, o) < 0)
+                                return -EINVAL;
                         break;
                 case ARG_SECONDS:
                         target = &o->seconds, min = 1, max = ROWS_MAX;
@@ -1005,6 +1064,8 @@ int main(int argc, char *argv[]) {
                 .rate = 100,
                 .seed = 1,
                 .start_ms = START_MS_DEFAULT,
+                .kinds = { KIND_PHONE, KIND_RUUVI, KIND_SENSORTAG },
+                .n_kinds = _KIND_MAX,
         };
         int r;
 
