@@ -681,6 +681,13 @@ const char *recording_error(const Recording *r) {
         return r->error;
 }
 
+void recording_select_channels(Recording *r, uint32_t channels) {
+        for (size_t i = 0; i < r->n_columns; i++)
+                if (r->columns[i] < _CHANNEL_MAX && !(channels & CHANNEL_BIT(r->columns[i])))
+                        r->columns[i] = COLUMN_IGNORED;
+        r->channels &= channels;
+}
+
 uint32_t recording_channels(const Recording *r) {
         assert(r);
         return r->channels;

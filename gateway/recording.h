@@ -73,6 +73,9 @@ unsigned recording_line(const Recording *r);
 const char *recording_error(const Recording *r);
 /* Mask of CHANNEL_BIT()s of the channel columns in the header. */
 uint32_t recording_channels(const Recording *r);
+/* Reads only these channels from now on: the cells of the other channel columns are ignored,
+ * as unknown columns are, so they cost nothing and a bad cell there rejects no line. */
+void recording_select_channels(Recording *r, uint32_t channels);
 bool recording_has_device_id(const Recording *r);
 bool recording_has_device_type(const Recording *r);
 /* The timestamp cell of the last reading as written, without quotes; "" if the last call did

@@ -573,6 +573,25 @@ static void test_stdin(void) {
         ASSERT_OK(dup2(saved, STDIN_FILENO));
 }
 
+static void test_select_channels(void) {
+        _cleanup_(recording_freep) Recording *r = open_text("timestamp,ax,gz,ob\n"
+                                                            "1,1.5,abc,2\n"
+                                                            "2,,7,x\n");
+        Reading reading;
+
+        ASSERT_EQ(recording_channels(r), CHANNEL_BIT(CHANNEL_AX) | CHANNEL_BIT(CHANNEL_GZ) | CHANNEL_BIT(CHANNEL_OB));
+        recording_select_channels(r, CHANNEL_BIT(CHANNEL_AX) | CHANNEL_BIT(CHANNEL_AY));
+        ASSERT_EQ(recording_channels(r), CHANNEL_BIT(CHANNEL_AX));
+
+        /* The bad cells are in columns no longer read: both lines are readings. */
+        assert_next(r, &reading, 2);
+        ASSERT_EQ(reading.channels, CHANNEL_BIT(CHANNEL_AX));
+        ASSERT_TRUE(reading.values[CHANNEL_AX] == 1.5);
+        assert_next(r, &reading, 3);
+        ASSERT_EQ(reading.channels, 0);
+        assert_end(r);
+}
+
 int main(void) {
         test_epoch_msec();
         test_iso8601();
@@ -590,5 +609,6 @@ int main(void) {
         test_many_lines();
         test_pipe();
         test_stdin();
+        test_select_channels();
         return EXIT_SUCCESS;
 }

@@ -260,8 +260,7 @@ static void print_header(FILE *out, const AnalyzeOptions *o) {
 
 /* The next reading, with malformed lines warned about and skipped (or fatal with --strict).
  * Returns > 0 with a reading, 0 at the end, negative on error (logged). */
-static int analyze_next(Recording *rec, const AnalyzeOptions *o, uint32_t channels, unsigned *n_malformed,
-                        Reading *ret) {
+static int analyze_next(Recording *rec, const AnalyzeOptions *o, unsigned *n_malformed, Reading *ret) {
         int k;
 
         for (;;) {
@@ -277,18 +276,14 @@ static int analyze_next(Recording *rec, const AnalyzeOptions *o, uint32_t channe
                 }
                 if (k < 0)
                         return log_error_errno(k, "Failed to read %s: %m", recording_name(rec));
-                if (k > 0) {
-                        ret->channels &= channels;
-                        /* Grouping by type: the type is the detector's key. */
-                        if (o->group_by_type)
-                                memcpy(ret->device, ret->type, sizeof(ret->device));
-                }
+                /* Grouping by type: the type is the detector's key. */
+                if (k > 0 && o->group_by_type)
+                        memcpy(ret->device, ret->type, sizeof(ret->device));
                 return k;
         }
 }
 
-static int analyze_streaming(Recording *rec, const AnalyzeOptions *o, uint32_t channels, FILE *out,
-                             unsigned *n_malformed) {
+static int analyze_streaming(Recording *rec, const AnalyzeOptions *o, FILE *out, unsigned *n_malformed) {
         _cleanup_(detector_freep) Detector *d = NULL;
         Score scores[_CHANNEL_MAX];
         Reading r;
@@ -299,7 +294,7 @@ static int analyze_streaming(Recording *rec, const AnalyzeOptions *o, uint32_t c
                 return log_error_errno(k, "Failed to set up the detector: %m");
 
         print_header(out, o);
-        while ((k = analyze_next(rec, o, channels, n_malformed, &r)) > 0) {
+        while ((k = analyze_next(rec, o, n_malformed, &r)) > 0) {
                 k = detector_feed(d, &r, scores);
                 if (k < 0)
                         return log_error_errno(k, "Failed to score line %u: %m", recording_line(rec));
@@ -487,8 +482,7 @@ static void batch_print(const Batch *b, const AnalyzeOptions *o, FILE *out) {
         }
 }
 
-static int analyze_batch(Recording *rec, const AnalyzeOptions *o, uint32_t channels, FILE *out,
-                         unsigned *n_malformed) {
+static int analyze_batch(Recording *rec, const AnalyzeOptions *o, FILE *out, unsigned *n_malformed) {
         _cleanup_(batch_done) Batch b = {};
         Reading r;
         int k;
@@ -497,7 +491,7 @@ static int analyze_batch(Recording *rec, const AnalyzeOptions *o, uint32_t chann
         if (k < 0)
                 return log_oom();
 
-        while ((k = analyze_next(rec, o, channels, n_malformed, &r)) > 0) {
+        while ((k = analyze_next(rec, o, n_malformed, &r)) > 0) {
                 k = batch_add(&b, &r, recording_timestamp(rec));
                 if (k < 0)
                         return log_oom();
@@ -537,15 +531,15 @@ int verb_analyze(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         if (o.channels)
-                channels = o.channels;
+                recording_select_channels(rec, o.channels);
 
         /* Output is the hot path when every value is printed: one large buffer, no line flushing. */
         (void) setvbuf(stdout, buffer, _IOFBF, sizeof(buffer));
 
         if (o.batch)
-                k = analyze_batch(rec, &o, channels, stdout, &n_malformed);
+                k = analyze_batch(rec, &o, stdout, &n_malformed);
         else
-                k = analyze_streaming(rec, &o, channels, stdout, &n_malformed);
+                k = analyze_streaming(rec, &o, stdout, &n_malformed);
 
         if (fflush(stdout) != 0 || ferror(stdout))
                 k = log_error_errno(errno ?: EIO, "Failed to write the output: %m");
