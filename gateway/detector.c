@@ -6,9 +6,13 @@
  * Welford's update while the window fills and its replace-one-value form once it is full. The
  * rounding errors of such updates add up, and they surface when a large value leaves the
  * window and m2 shrinks by cancellation. So every `size` pushes both are recomputed from the
- * ring with a shifted two-pass sum: no drift outlives one window, at O(1) amortised cost. A
- * window of equal values reports that value and a std of exactly 0, as pandas does (it counts
- * the run of equal newest values, pandas GH#42064), rather than a rounding residue.
+ * ring (one pass of sums shifted close to the mean): no drift outlives one window, at O(1)
+ * amortised cost. Until then the error is about what pandas carries forever, which never
+ * recomputes. A window of equal values reports that value and a std of exactly 0, as pandas
+ * does (it counts the run of equal newest values, pandas GH#42064), not a rounding residue.
+ *
+ * The per-value path was measured (bench/bench-detector.c) and shaped by it: see the comments
+ * on window_score_finite(), device_key_make(), device_key_hash() and detector_feed().
  *
  * Detector: an open-addressing hash map (linear probing, backward-shift deletion, at most half
  * full) from device id to the device's state, which holds one Series (window and open event)
@@ -16,6 +20,7 @@
  */
 
 #include <assert.h>
+#include <endian.h>
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
@@ -60,17 +65,18 @@ void window_reset(Window *w) {
         };
 }
 
-/* The two per-value operations are inlined into detector_feed(): as calls, with their checks
- * and prologues, they took about twice the time of the arithmetic. */
-static inline __attribute__((always_inline)) bool window_score_one(
+/* The two per-value operations are inlined into detector_feed(), without the checks that the
+ * detector makes once per value or once for all (x finite, min_samples >= 1): as calls with
+ * their checks and prologues they took about as long as the arithmetic. */
+static inline __attribute__((always_inline)) bool window_score_finite(
                 const Window *w, double x, unsigned min_samples, double min_stddev,
                 double *ret_mean, double *ret_std, double *ret_z) {
         double mean, std;
 
-        if (w->n < min_samples || w->n == 0 || !isfinite(x))
+        if (w->n < min_samples)
                 return false;
 
-        if (w->run >= w->n) {
+        if (_unlikely_(w->run >= w->n)) {
                 mean = w->last;
                 std = 0;
         } else {
@@ -91,56 +97,48 @@ static inline __attribute__((always_inline)) bool window_score_one(
 
 /* Kept out of line: it runs once per window, and inlined it would burden every push. */
 static __attribute__((noinline)) void window_recompute(Window *w) {
-        /* Shifting by a value of the window keeps the sums small, so they lose little to
-         * rounding, and x - k is often exact (Sterbenz). Four accumulators break the dependency
-         * chains of the additions: this runs once per window and would otherwise cost about as
-         * much as all the O(1) updates. */
-        const double *v = w->ring, k = v[0];
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0;
-        double mean, c, q;
+        /*
+         * One pass over the values shifted by k: with s1 = Σ(x - k) and s2 = Σ(x - k)²,
+         * mean = k + s1/n and m2 = s2 - s1²/n. The subtraction cancels n(mean - k)², so k must
+         * lie near the mean: within two running stds of it (n(k - mean)² <= 4 m2), which bounds
+         * s2 by 5 m2 and the loss to a few bits. A value of the window is preferred as k because
+         * the differences are then often exact (Sterbenz), so a window of small integers or of
+         * one repeated value comes out exact; the running mean, which drifts only by rounding,
+         * is the fallback. Four accumulators break the dependency chains of the additions.
+         */
+        const double *v = w->ring;
+        double k = v[0], s0 = 0, s1 = 0, s2 = 0, s3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0, s, q;
         unsigned i;
 
-        for (i = 0; i + 4 <= w->n; i += 4) {
-                s0 += v[i] - k;
-                s1 += v[i + 1] - k;
-                s2 += v[i + 2] - k;
-                s3 += v[i + 3] - k;
-        }
-        for (; i < w->n; i++)
-                s0 += v[i] - k;
-        mean = k + ((s0 + s1) + (s2 + s3)) * w->inv_n;
+        if (w->n * (k - w->mean) * (k - w->mean) > 4 * w->m2)
+                k = w->mean;
 
         for (i = 0; i + 4 <= w->n; i += 4) {
-                double d0 = v[i] - mean, d1 = v[i + 1] - mean, d2 = v[i + 2] - mean, d3 = v[i + 3] - mean;
+                double d0 = v[i] - k, d1 = v[i + 1] - k, d2 = v[i + 2] - k, d3 = v[i + 3] - k;
 
-                c0 += d0;
-                c1 += d1;
-                c2 += d2;
-                c3 += d3;
+                s0 += d0;
+                s1 += d1;
+                s2 += d2;
+                s3 += d3;
                 q0 += d0 * d0;
                 q1 += d1 * d1;
                 q2 += d2 * d2;
                 q3 += d3 * d3;
         }
         for (; i < w->n; i++) {
-                double d0 = v[i] - mean;
+                double d0 = v[i] - k;
 
-                c0 += d0;
+                s0 += d0;
                 q0 += d0 * d0;
         }
 
-        /* The corrected two-pass form: subtracting (Σ dev)²/n removes the error the rounded
-         * mean leaves in Σ dev². */
-        c = (c0 + c1) + (c2 + c3);
+        s = (s0 + s1) + (s2 + s3);
         q = (q0 + q1) + (q2 + q3);
-        w->mean = mean;
-        w->m2 = fmax(q - c * c * w->inv_n, 0);
+        w->mean = k + s * w->inv_n;
+        w->m2 = fmax(q - s * s * w->inv_n, 0);
 }
 
-static inline __attribute__((always_inline)) void window_push_one(Window *w, double x) {
-        if (!isfinite(x))
-                return;
-
+static inline __attribute__((always_inline)) void window_push_finite(Window *w, double x) {
         /* Starts at 1 from run == 0 as well, whatever `last` holds. */
         w->run = x == w->last ? w->run + 1 : 1;
         w->last = x;
@@ -172,14 +170,17 @@ bool window_score(const Window *w, double x, unsigned min_samples, double min_st
                   double *ret_mean, double *ret_std, double *ret_z) {
         assert(w);
 
-        return window_score_one(w, x, min_samples, min_stddev, ret_mean, ret_std, ret_z);
+        if (w->n == 0 || !isfinite(x))
+                return false;
+        return window_score_finite(w, x, min_samples, min_stddev, ret_mean, ret_std, ret_z);
 }
 
 void window_push(Window *w, double x) {
         assert(w);
         assert(w->ring);
 
-        window_push_one(w, x);
+        if (isfinite(x))
+                window_push_finite(w, x);
 }
 
 typedef struct Series {
@@ -192,7 +193,14 @@ typedef struct Series {
         double peak_z, peak_value, peak_mean, peak_std;
 } Series;
 
+/* A device id as words, zero past its end: comparing and hashing it take a few word
+ * operations per reading. */
+typedef struct DeviceKey {
+        uint64_t w[5];
+} DeviceKey;
+
 typedef struct Device {
+        DeviceKey key;
         uint64_t hash;
         uint32_t channels; /* CHANNEL_BIT()s that have a Series */
         char id[DEVICE_ID_MAX + 1];
@@ -210,7 +218,7 @@ struct Detector {
         DetectorEventFunc on_event;
         void *userdata;
 
-        uint64_t seed;
+        uint64_t seed[5]; /* one per word of a DeviceKey */
         Slot *slots;
         size_t n_slots; /* a power of two */
         size_t n_devices;
@@ -262,36 +270,83 @@ static int device_add_series(Device *dev, uint32_t channels, unsigned window) {
         return 0;
 }
 
-/* Not a keyed PRF like SipHash, which would cost a good part of the time budget per reading:
- * a seeded multiply-xorshift over 8-byte words. The seed differs per detector, so colliding
- * ids cannot simply be looked up; the manager bounds how many devices exist anyway. */
-static uint64_t device_id_hash(uint64_t seed, const char *id, size_t len) {
-        const uint64_t k = UINT64_C(0xbf58476d1ce4e5b9);
-        uint64_t h = seed ^ (len * UINT64_C(0x9e3779b97f4a7c15)), w;
-        size_t i;
+/* The bytes of the word at id + off that lie before len, as a mask of the word loaded by
+ * le64toh(): bytes in memory order from the low end. */
+static inline uint64_t key_word_mask(size_t len, size_t off) {
+        if (len >= off + 8)
+                return UINT64_MAX;
+        if (len <= off)
+                return 0;
+        return (UINT64_C(1) << (8 * (len - off))) - 1;
+}
 
-        for (i = 0; i + 8 <= len; i += 8) {
-                memcpy(&w, id + i, 8);
-                h = (h ^ w) * k;
-                h ^= h >> 31;
-        }
-        if (i < len) {
-                w = 0;
-                memcpy(&w, id + i, len - i);
-                h = (h ^ w) * k;
-        }
+/*
+ * id is a buffer of DEVICE_ID_MAX + 1 bytes, like Reading.device; the string in it ends at the
+ * first NUL and whatever follows is ignored. Returns false if the id is empty or fills the whole
+ * buffer. The words are loaded straight into registers: building the key in memory with
+ * memcpy() and reading it back as words stalled store forwarding on every reading.
+ */
+static inline bool device_key_make(DeviceKey *ret, const char *id) {
+        static_assert(DEVICE_ID_MAX + 1 == 4 * 8 + 4 + 1, "device_key_make() reads 37 bytes");
+        size_t len = strnlen(id, DEVICE_ID_MAX + 1);
+        uint64_t w0, w1, w2, w3;
+        uint32_t tail4;
+        uint8_t tail1;
 
-        /* splitmix64's finaliser, so that the low bits used as the slot index depend on all bits */
-        h ^= h >> 30;
-        h *= k;
-        h ^= h >> 27;
-        h *= UINT64_C(0x94d049bb133111eb);
-        h ^= h >> 31;
+        if (len == 0 || len > DEVICE_ID_MAX)
+                return false;
+
+        memcpy(&w0, id, 8);
+        memcpy(&w1, id + 8, 8);
+        memcpy(&w2, id + 16, 8);
+        memcpy(&w3, id + 24, 8);
+        memcpy(&tail4, id + 32, 4);
+        memcpy(&tail1, id + 36, 1);
+
+        *ret = (DeviceKey) {
+                .w = {
+                        le64toh(w0) & key_word_mask(len, 0),
+                        le64toh(w1) & key_word_mask(len, 8),
+                        le64toh(w2) & key_word_mask(len, 16),
+                        le64toh(w3) & key_word_mask(len, 24),
+                        ((uint64_t) le32toh(tail4) | (uint64_t) tail1 << 32) & key_word_mask(len, 32),
+                },
+        };
+        return true;
+}
+
+static bool device_key_equal(const DeviceKey *a, const DeviceKey *b) {
+        /* Written out: a loop is not unrolled at -O2, and this runs for every reading. */
+        static_assert(ELEMENTSOF(a->w) == 5, "DeviceKey changed size");
+        return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3]) |
+                (a->w[4] ^ b->w[4])) == 0;
+}
+
+/*
+ * Not a keyed PRF like SipHash, which would cost a good part of the time budget per reading:
+ * each word, mixed with its own part of the seed, is multiplied by its own odd constant, the
+ * products are combined, and one more multiply with shifts spreads the high bits into the low
+ * ones used as the slot index. The products are independent, so the whole takes about three
+ * multiplications of latency: this hash is the head of a chain of loads that every reading waits
+ * on. The seed differs per detector, so colliding ids cannot simply be looked up; the manager
+ * bounds how many devices exist anyway.
+ */
+static uint64_t device_key_hash(const uint64_t seed[static 5], const DeviceKey *key) {
+        uint64_t h;
+
+        h = ((key->w[0] ^ seed[0]) * UINT64_C(0x9e3779b97f4a7c15)) ^
+                ((key->w[1] ^ seed[1]) * UINT64_C(0xbf58476d1ce4e5b9)) ^
+                ((key->w[2] ^ seed[2]) * UINT64_C(0x94d049bb133111eb)) ^
+                ((key->w[3] ^ seed[3]) * UINT64_C(0xd6e8feb86659fd93)) ^
+                ((key->w[4] ^ seed[4]) * UINT64_C(0xff51afd7ed558ccd));
+        h ^= h >> 32;
+        h *= UINT64_C(0xc4ceb9fe1a85ec53);
+        h ^= h >> 29;
         return h;
 }
 
-/* The slot holding the device, or the empty slot where it would go. id[len] must be NUL. */
-static size_t detector_find_slot(const Detector *d, const char *id, size_t len, uint64_t hash) {
+/* The slot holding the device, or the empty slot where it would go. */
+static inline size_t detector_find_slot(const Detector *d, const DeviceKey *key, uint64_t hash) {
         size_t mask = d->n_slots - 1;
 
         for (size_t i = hash & mask;; i = (i + 1) & mask) {
@@ -299,7 +354,7 @@ static size_t detector_find_slot(const Detector *d, const char *id, size_t len, 
 
                 if (!s->device)
                         return i;
-                if (s->hash == hash && memcmp(s->device->id, id, len + 1) == 0)
+                if (s->hash == hash && device_key_equal(&s->device->key, key))
                         return i;
         }
 }
@@ -328,7 +383,7 @@ static int detector_grow(Detector *d) {
         return 0;
 }
 
-static int detector_add_device(Detector *d, const Reading *r, size_t len, uint64_t hash, Device **ret) {
+static int detector_add_device(Detector *d, const Reading *r, const DeviceKey *key, uint64_t hash, Device **ret) {
         _cleanup_free_ Device *dev = NULL;
         size_t i;
         int k;
@@ -336,8 +391,9 @@ static int detector_add_device(Detector *d, const Reading *r, size_t len, uint64
         dev = new0(Device, 1);
         if (!dev)
                 return -ENOMEM;
+        dev->key = *key;
         dev->hash = hash;
-        memcpy(dev->id, r->device, len);
+        memcpy(dev->id, r->device, strnlen(r->device, DEVICE_ID_MAX));
         memcpy(dev->type, r->type, strnlen(r->type, DEVICE_ID_MAX));
 
         if (2 * (d->n_devices + 1) > d->n_slots) {
@@ -346,7 +402,7 @@ static int detector_add_device(Detector *d, const Reading *r, size_t len, uint64
                         return k;
         }
 
-        i = detector_find_slot(d, dev->id, len, hash);
+        i = detector_find_slot(d, key, hash);
         assert(!d->slots[i].device);
         d->slots[i] = (Slot) {
                 .hash = hash,
@@ -469,9 +525,11 @@ int detector_new(const DetectorSettings *s, DetectorEventFunc on_event, void *us
         d->on_event = on_event;
         d->userdata = userdata;
 
-        if (getrandom(&d->seed, sizeof(d->seed), GRND_NONBLOCK) != sizeof(d->seed))
-                /* Early at boot the pool may not be ready; any varying value will do. */
-                d->seed = (uint64_t) (uintptr_t) d ^ (uint64_t) time(NULL) ^ ((uint64_t) getpid() << 32);
+        if (getrandom(d->seed, sizeof(d->seed), GRND_NONBLOCK) != sizeof(d->seed))
+                /* Early at boot the pool may not be ready; any varying values will do. */
+                for (size_t i = 0; i < ELEMENTSOF(d->seed); i++)
+                        d->seed[i] = ((uint64_t) (uintptr_t) d ^ (uint64_t) time(NULL) ^ ((uint64_t) getpid() << 32)) *
+                                (2 * i + 1);
 
         d->slots = new0(Slot, SLOTS_MIN);
         if (!d->slots)
@@ -496,8 +554,8 @@ Detector *detector_free(Detector *d) {
 
 int detector_feed(Detector *d, const Reading *r, Score *ret_scores) {
         uint32_t channels, missing;
+        DeviceKey key;
         Device *dev;
-        size_t len, i;
         uint64_t hash;
         int k, n_anomalies = 0;
 
@@ -505,15 +563,13 @@ int detector_feed(Detector *d, const Reading *r, Score *ret_scores) {
         assert(r);
         assert(!d->reporting);
 
-        len = strnlen(r->device, sizeof(r->device));
-        if (len == 0 || len > DEVICE_ID_MAX)
+        if (!device_key_make(&key, r->device))
                 return -EINVAL;
 
-        hash = device_id_hash(d->seed, r->device, len);
-        i = detector_find_slot(d, r->device, len, hash);
-        dev = d->slots[i].device;
+        hash = device_key_hash(d->seed, &key);
+        dev = d->slots[detector_find_slot(d, &key, hash)].device;
         if (!dev) {
-                k = detector_add_device(d, r, len, hash, &dev);
+                k = detector_add_device(d, r, &key, hash, &dev);
                 if (k < 0)
                         return k;
         }
@@ -527,31 +583,35 @@ int detector_feed(Detector *d, const Reading *r, Score *ret_scores) {
                         return k;
         }
 
+        /* Only the flags, and of every channel: zeroing whole entries, or picking out the
+         * absent channels, cost more than a tenth of the time. */
         if (ret_scores)
                 for (Channel c = 0; c < _CHANNEL_MAX; c++)
-                        if (!(channels & CHANNEL_BIT(c)))
-                                ret_scores[c] = (Score) {};
+                        ret_scores[c].scored = ret_scores[c].anomaly = false;
 
         for (uint32_t m = channels; m; m &= m - 1) {
                 Channel c = __builtin_ctz(m);
                 Series *s = dev->series[c];
                 double x = r->values[c], mean = 0, std = 0, z = 0;
-                bool scored, anomaly = false;
+                bool scored = false, anomaly = false;
 
-                /* Scalars, not a Score on the stack: storing its two bools and then copying it
-                 * whole stalls store forwarding, which cost more than the arithmetic. */
-                scored = window_score_one(&s->window, x, d->settings.min_samples, d->settings.min_stddev,
-                                          &mean, &std, &z);
-                if (scored) {
-                        anomaly = zscore_is_anomaly(z, d->settings.threshold);
-                        if (anomaly) {
-                                series_flag(s, dev, r, x, mean, std, z);
-                                n_anomalies++;
-                        } else if (s->in_event)
-                                detector_report(d, dev, c, s);
+                /* A NaN or an infinity is as good as missing. Scalars rather than a Score on the
+                 * stack: storing its two bools and then copying it whole stalls store
+                 * forwarding, which cost more than the arithmetic. */
+                if (_likely_(isfinite(x))) {
+                        scored = window_score_finite(&s->window, x, d->settings.min_samples, d->settings.min_stddev,
+                                                     &mean, &std, &z);
+                        if (scored) {
+                                anomaly = zscore_is_anomaly(z, d->settings.threshold);
+                                if (anomaly) {
+                                        series_flag(s, dev, r, x, mean, std, z);
+                                        n_anomalies++;
+                                } else if (s->in_event)
+                                        detector_report(d, dev, c, s);
+                        }
+
+                        window_push_finite(&s->window, x);
                 }
-
-                window_push_one(&s->window, x);
 
                 if (ret_scores) {
                         ret_scores[c].value = x;
@@ -576,6 +636,8 @@ void detector_flush(Detector *d) {
 }
 
 int detector_forget(Detector *d, const char *device_id) {
+        char buf[DEVICE_ID_MAX + 1] = {};
+        DeviceKey key;
         Device *dev;
         size_t len, i;
 
@@ -583,11 +645,15 @@ int detector_forget(Detector *d, const char *device_id) {
         assert(device_id);
         assert(!d->reporting);
 
+        /* device_key_make() reads a whole Reading.device worth of bytes. */
         len = strnlen(device_id, DEVICE_ID_MAX + 1);
-        if (len == 0 || len > DEVICE_ID_MAX)
+        if (len > DEVICE_ID_MAX)
+                return 0;
+        memcpy(buf, device_id, len);
+        if (!device_key_make(&key, buf))
                 return 0;
 
-        i = detector_find_slot(d, device_id, len, device_id_hash(d->seed, device_id, len));
+        i = detector_find_slot(d, &key, device_key_hash(d->seed, &key));
         dev = d->slots[i].device;
         if (!dev)
                 return 0;

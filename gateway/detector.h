@@ -5,9 +5,9 @@
  * Streaming anomaly detection: a rolling z-score per device and channel (DESIGN.md "Detection").
  *
  * Two layers. A Window holds the rolling statistics of one series of values and knows nothing
- * of devices or channels; the offline analysis uses it directly. A Detector keeps one Window
- * per device and channel, scores every Reading fed to it and merges consecutive flagged
- * readings of one channel into anomaly events.
+ * of devices or channels: score a value, then push it. A Detector keeps one Window per device
+ * and channel, scores every Reading fed to it and merges consecutive flagged readings of one
+ * channel into anomaly events.
  *
  * The maths equals pandas on the series s of the valid values of one device and channel:
  *
@@ -21,6 +21,8 @@
  * does not enter the window, so the window always holds the last N valid values (pandas on
  * s.dropna(); pandas would keep an infinity and poison N windows with it, we drop it).
  *
+ * Each value costs O(1), and the statistics stay exact however long the stream runs: they are
+ * recomputed from the window every N values, so rounding never accumulates beyond one window.
  * Neither layer logs or allocates per value: a Window's ring is allocated once, a Detector
  * allocates when it first sees a device or a channel of a device.
  */
@@ -83,9 +85,9 @@ typedef struct DetectorSettings {
         double min_stddev;     /* > 0: floor of the std, so a constant series gives finite z */
 } DetectorSettings;
 
-/* One channel's result for one reading. When .scored is false (channel absent, value not
- * finite, or still warming up) only .value means anything (the reading's value, or 0 when the
- * channel is absent) and the rest is zero. */
+/* One channel's result for one reading. For a channel the reading does not carry, only .scored
+ * and .anomaly are set (false). For one it carries, .value is its value; when that is not
+ * finite or the window is still warming up, .scored is false and mean, std and z are 0. */
 typedef struct Score {
         double value, mean, std, z;
         bool scored;
