@@ -12,22 +12,19 @@
  * does (it counts the run of equal newest values, pandas GH#42064), not a rounding residue.
  *
  * The per-value path was measured (bench/bench-detector.c) and shaped by it: see the comments
- * on window_score_finite(), device_key_make(), device_key_hash() and detector_feed().
+ * on window_score_finite() and detector_feed(), and idmap.c for the device lookup.
  *
- * Detector: an open-addressing hash map (linear probing, backward-shift deletion, at most half
- * full) from device id to the device's state, which holds one Series (window and open event)
- * per channel, allocated the first time the channel carries a value.
+ * Detector: an IdMap from device id to the device's state, which holds one Series (window and
+ * open event) per channel, allocated the first time the channel carries a value.
  */
 
 #include <assert.h>
-#include <endian.h>
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "detector.h"
+#include "idmap.h"
 #include "macro.h"
 
 int window_init(Window *w, unsigned size) {
@@ -193,40 +190,22 @@ typedef struct Series {
         double peak_z, peak_value, peak_mean, peak_std;
 } Series;
 
-/* A device id as words, zero past its end: comparing and hashing it take a few word
- * operations per reading. */
-typedef struct DeviceKey {
-        uint64_t w[5];
-} DeviceKey;
-
 typedef struct Device {
-        DeviceKey key;
-        uint64_t hash;
         uint32_t channels; /* CHANNEL_BIT()s that have a Series */
         char id[DEVICE_ID_MAX + 1];
         char type[DEVICE_ID_MAX + 1]; /* as of the latest reading that opened an event */
         Series *series[_CHANNEL_MAX];
 } Device;
 
-typedef struct Slot {
-        uint64_t hash; /* of the device, kept here so probing rarely touches the Device */
-        Device *device; /* NULL: empty */
-} Slot;
-
 struct Detector {
         DetectorSettings settings;
         DetectorEventFunc on_event;
         void *userdata;
 
-        uint64_t seed[5]; /* one per word of a DeviceKey */
-        Slot *slots;
-        size_t n_slots; /* a power of two */
-        size_t n_devices;
+        IdMap *devices; /* device id -> Device */
 
         bool reporting; /* inside on_event, which must not call back in */
 };
-
-#define SLOTS_MIN 16
 
 static Series *series_free(Series *s) {
         if (!s)
@@ -270,172 +249,23 @@ static int device_add_series(Device *dev, uint32_t channels, unsigned window) {
         return 0;
 }
 
-/* The bytes of the word at id + off that lie before len, as a mask of the word loaded by
- * le64toh(): bytes in memory order from the low end. */
-static inline uint64_t key_word_mask(size_t len, size_t off) {
-        if (len >= off + 8)
-                return UINT64_MAX;
-        if (len <= off)
-                return 0;
-        return (UINT64_C(1) << (8 * (len - off))) - 1;
-}
-
-/*
- * id is a buffer of DEVICE_ID_MAX + 1 bytes, like Reading.device; the string in it ends at the
- * first NUL and whatever follows is ignored. Returns false if the id is empty or fills the whole
- * buffer. The words are loaded straight into registers: building the key in memory with
- * memcpy() and reading it back as words stalled store forwarding on every reading.
- */
-static inline bool device_key_make(DeviceKey *ret, const char *id) {
-        static_assert(DEVICE_ID_MAX + 1 == 4 * 8 + 4 + 1, "device_key_make() reads 37 bytes");
-        size_t len = strnlen(id, DEVICE_ID_MAX + 1);
-        uint64_t w0, w1, w2, w3;
-        uint32_t tail4;
-        uint8_t tail1;
-
-        if (len == 0 || len > DEVICE_ID_MAX)
-                return false;
-
-        memcpy(&w0, id, 8);
-        memcpy(&w1, id + 8, 8);
-        memcpy(&w2, id + 16, 8);
-        memcpy(&w3, id + 24, 8);
-        memcpy(&tail4, id + 32, 4);
-        memcpy(&tail1, id + 36, 1);
-
-        *ret = (DeviceKey) {
-                .w = {
-                        le64toh(w0) & key_word_mask(len, 0),
-                        le64toh(w1) & key_word_mask(len, 8),
-                        le64toh(w2) & key_word_mask(len, 16),
-                        le64toh(w3) & key_word_mask(len, 24),
-                        ((uint64_t) le32toh(tail4) | (uint64_t) tail1 << 32) & key_word_mask(len, 32),
-                },
-        };
-        return true;
-}
-
-static bool device_key_equal(const DeviceKey *a, const DeviceKey *b) {
-        /* Written out: a loop is not unrolled at -O2, and this runs for every reading. */
-        static_assert(ELEMENTSOF(a->w) == 5, "DeviceKey changed size");
-        return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2]) | (a->w[3] ^ b->w[3]) |
-                (a->w[4] ^ b->w[4])) == 0;
-}
-
-/*
- * Not a keyed PRF like SipHash, which would cost a good part of the time budget per reading:
- * each word, mixed with its own part of the seed, is multiplied by its own odd constant, the
- * products are combined, and one more multiply with shifts spreads the high bits into the low
- * ones used as the slot index. The products are independent, so the whole takes about three
- * multiplications of latency: this hash is the head of a chain of loads that every reading waits
- * on. The seed differs per detector, so colliding ids cannot simply be looked up; the manager
- * bounds how many devices exist anyway.
- */
-static uint64_t device_key_hash(const uint64_t seed[static 5], const DeviceKey *key) {
-        uint64_t h;
-
-        h = ((key->w[0] ^ seed[0]) * UINT64_C(0x9e3779b97f4a7c15)) ^
-                ((key->w[1] ^ seed[1]) * UINT64_C(0xbf58476d1ce4e5b9)) ^
-                ((key->w[2] ^ seed[2]) * UINT64_C(0x94d049bb133111eb)) ^
-                ((key->w[3] ^ seed[3]) * UINT64_C(0xd6e8feb86659fd93)) ^
-                ((key->w[4] ^ seed[4]) * UINT64_C(0xff51afd7ed558ccd));
-        h ^= h >> 32;
-        h *= UINT64_C(0xc4ceb9fe1a85ec53);
-        h ^= h >> 29;
-        return h;
-}
-
-/* The slot holding the device, or the empty slot where it would go. */
-static inline size_t detector_find_slot(const Detector *d, const DeviceKey *key, uint64_t hash) {
-        size_t mask = d->n_slots - 1;
-
-        for (size_t i = hash & mask;; i = (i + 1) & mask) {
-                const Slot *s = d->slots + i;
-
-                if (!s->device)
-                        return i;
-                if (s->hash == hash && device_key_equal(&s->device->key, key))
-                        return i;
-        }
-}
-
-static int detector_grow(Detector *d) {
-        size_t n = d->n_slots * 2, mask = n - 1;
-        Slot *slots;
-
-        slots = new0(Slot, n);
-        if (!slots)
-                return -ENOMEM;
-
-        for (size_t i = 0; i < d->n_slots; i++) {
-                size_t j;
-
-                if (!d->slots[i].device)
-                        continue;
-                for (j = d->slots[i].hash & mask; slots[j].device; j = (j + 1) & mask)
-                        ;
-                slots[j] = d->slots[i];
-        }
-
-        free(d->slots);
-        d->slots = slots;
-        d->n_slots = n;
-        return 0;
-}
-
-static int detector_add_device(Detector *d, const Reading *r, const DeviceKey *key, uint64_t hash, Device **ret) {
+static int detector_add_device(Detector *d, const Reading *r, Device **ret) {
         _cleanup_free_ Device *dev = NULL;
-        size_t i;
         int k;
 
         dev = new0(Device, 1);
         if (!dev)
                 return -ENOMEM;
-        dev->key = *key;
-        dev->hash = hash;
         memcpy(dev->id, r->device, strnlen(r->device, DEVICE_ID_MAX));
         memcpy(dev->type, r->type, strnlen(r->type, DEVICE_ID_MAX));
 
-        if (2 * (d->n_devices + 1) > d->n_slots) {
-                k = detector_grow(d);
-                if (k < 0)
-                        return k;
-        }
-
-        i = detector_find_slot(d, key, hash);
-        assert(!d->slots[i].device);
-        d->slots[i] = (Slot) {
-                .hash = hash,
-                .device = dev,
-        };
-        d->n_devices++;
+        /* The reading's own buffer, so an unterminated id is refused rather than cut short. */
+        k = idmap_put(d->devices, r->device, dev);
+        if (k < 0)
+                return k;
 
         *ret = TAKE_PTR(dev);
         return 0;
-}
-
-/* Linear probing without tombstones: pull later entries of the probe run back into the hole,
- * unless their home slot lies cyclically after the hole (then they must not move before it). */
-static void detector_remove_slot(Detector *d, size_t hole) {
-        size_t mask = d->n_slots - 1;
-
-        for (size_t j = hole;;) {
-                size_t home;
-
-                j = (j + 1) & mask;
-                if (!d->slots[j].device)
-                        break;
-
-                home = d->slots[j].hash & mask;
-                if (hole <= j ? (hole < home && home <= j) : (hole < home || home <= j))
-                        continue;
-
-                d->slots[hole] = d->slots[j];
-                hole = j;
-        }
-
-        d->slots[hole] = (Slot) {};
-        d->n_devices--;
 }
 
 static void detector_report(Detector *d, const Device *dev, Channel c, Series *s) {
@@ -525,16 +355,8 @@ int detector_new(const DetectorSettings *s, DetectorEventFunc on_event, void *us
         d->on_event = on_event;
         d->userdata = userdata;
 
-        if (getrandom(d->seed, sizeof(d->seed), GRND_NONBLOCK) != sizeof(d->seed))
-                /* Early at boot the pool may not be ready; any varying values will do. */
-                for (size_t i = 0; i < ELEMENTSOF(d->seed); i++)
-                        d->seed[i] = ((uint64_t) (uintptr_t) d ^ (uint64_t) time(NULL) ^ ((uint64_t) getpid() << 32)) *
-                                (2 * i + 1);
-
-        d->slots = new0(Slot, SLOTS_MIN);
-        if (!d->slots)
+        if (idmap_new(&d->devices) < 0)
                 return -ENOMEM;
-        d->n_slots = SLOTS_MIN;
 
         *ret = TAKE_PTR(d);
         return 0;
@@ -546,30 +368,29 @@ Detector *detector_free(Detector *d) {
 
         assert(!d->reporting);
 
-        for (size_t i = 0; i < d->n_slots; i++)
-                device_free(d->slots[i].device);
-        free(d->slots);
+        if (d->devices) {
+                Device *dev;
+
+                IDMAP_FOREACH(dev, d->devices)
+                        device_free(dev);
+                idmap_free(d->devices);
+        }
         return mfree(d);
 }
 
 int detector_feed(Detector *d, const Reading *r, Score *ret_scores) {
         uint32_t channels, missing;
-        DeviceKey key;
         Device *dev;
-        uint64_t hash;
         int k, n_anomalies = 0;
 
         assert(d);
         assert(r);
         assert(!d->reporting);
 
-        if (!device_key_make(&key, r->device))
-                return -EINVAL;
-
-        hash = device_key_hash(d->seed, &key);
-        dev = d->slots[detector_find_slot(d, &key, hash)].device;
+        dev = idmap_get(d->devices, r->device);
         if (!dev) {
-                k = detector_add_device(d, r, &key, hash, &dev);
+                /* -EINVAL for an empty or unterminated id */
+                k = detector_add_device(d, r, &dev);
                 if (k < 0)
                         return k;
         }
@@ -630,36 +451,30 @@ void detector_flush(Detector *d) {
         assert(d);
         assert(!d->reporting);
 
-        for (size_t i = 0; i < d->n_slots; i++)
-                if (d->slots[i].device)
-                        detector_report_device(d, d->slots[i].device);
+        Device *dev;
+
+        IDMAP_FOREACH(dev, d->devices)
+                detector_report_device(d, dev);
 }
 
 int detector_forget(Detector *d, const char *device_id) {
-        char buf[DEVICE_ID_MAX + 1] = {};
-        DeviceKey key;
+        char id[DEVICE_ID_MAX + 1] = {};
         Device *dev;
-        size_t len, i;
 
         assert(d);
         assert(device_id);
         assert(!d->reporting);
 
-        /* device_key_make() reads a whole Reading.device worth of bytes. */
-        len = strnlen(device_id, DEVICE_ID_MAX + 1);
-        if (len > DEVICE_ID_MAX)
+        /* The map reads a whole Reading.device worth of bytes. */
+        if (strlen(device_id) > DEVICE_ID_MAX)
                 return 0;
-        memcpy(buf, device_id, len);
-        if (!device_key_make(&key, buf))
-                return 0;
+        strcpy(id, device_id);
 
-        i = detector_find_slot(d, &key, device_key_hash(d->seed, &key));
-        dev = d->slots[i].device;
+        dev = idmap_remove(d->devices, id);
         if (!dev)
                 return 0;
 
         detector_report_device(d, dev);
-        detector_remove_slot(d, i);
         device_free(dev);
         return 1;
 }
@@ -675,10 +490,11 @@ int detector_set_settings(Detector *d, const DetectorSettings *s) {
         if (s->window != d->settings.window) {
                 /* Dropping the series cannot fail, unlike resizing every ring now; the next
                  * value of each channel allocates a ring of the new size. */
+                Device *dev;
+
                 detector_flush(d);
-                for (size_t i = 0; i < d->n_slots; i++)
-                        if (d->slots[i].device)
-                                device_free_series(d->slots[i].device);
+                IDMAP_FOREACH(dev, d->devices)
+                        device_free_series(dev);
         }
 
         d->settings = *s;
@@ -688,5 +504,5 @@ int detector_set_settings(Detector *d, const DetectorSettings *s) {
 size_t detector_device_count(const Detector *d) {
         assert(d);
 
-        return d->n_devices;
+        return idmap_size(d->devices);
 }

@@ -41,22 +41,39 @@ static void check_model(IdMap *m) {
         ASSERT_EQ(seen, n);
 }
 
+/* An id in a Reading.device sized buffer, with junk after its NUL that must not matter. */
+static const char *id(char buf[static DEVICE_ID_MAX + 1], const char *s) {
+        memset(buf, 'x', DEVICE_ID_MAX + 1);
+        strcpy(buf, s);
+        return buf;
+}
+
 static void test_basic(void) {
         _cleanup_(idmap_freep) IdMap *m = NULL;
-        char a[] = "phone-1", b[] = "c1a2b3d4e5f6";
+        char a[DEVICE_ID_MAX + 1], b[DEVICE_ID_MAX + 1], k[DEVICE_ID_MAX + 1], full[DEVICE_ID_MAX + 1];
+        int va, vb;
 
         ASSERT_OK(idmap_new(&m));
-        ASSERT_TRUE(idmap_get(m, "phone-1") == NULL);
-        ASSERT_OK(idmap_put(m, a, a));
-        ASSERT_ERROR(idmap_put(m, a, b), EEXIST);
-        ASSERT_ERROR(idmap_put(m, b, NULL), EINVAL);
-        ASSERT_OK(idmap_put(m, b, b));
-        ASSERT_TRUE(idmap_get(m, "phone-1") == a);
-        ASSERT_TRUE(idmap_get(m, "c1a2b3d4e5f6") == b);
-        ASSERT_TRUE(idmap_get(m, "phone-2") == NULL);
-        ASSERT_TRUE(idmap_get(m, "") == NULL);
-        ASSERT_TRUE(idmap_remove(m, "phone-1") == a);
-        ASSERT_TRUE(idmap_remove(m, "phone-1") == NULL);
+        ASSERT_TRUE(idmap_get(m, id(k, "phone-1")) == NULL);
+        ASSERT_OK(idmap_put(m, id(a, "phone-1"), &va));
+        ASSERT_ERROR(idmap_put(m, id(k, "phone-1"), &vb), EEXIST);
+        ASSERT_ERROR(idmap_put(m, id(b, "c1a2b3d4e5f6"), NULL), EINVAL);
+        ASSERT_ERROR(idmap_put(m, id(k, ""), &vb), EINVAL);
+        memset(full, 'a', sizeof(full)); /* no NUL within the buffer */
+        ASSERT_ERROR(idmap_put(m, full, &vb), EINVAL);
+        ASSERT_TRUE(idmap_get(m, full) == NULL);
+        ASSERT_OK(idmap_put(m, b, &vb));
+
+        /* Keys are copied: the caller's buffer may change. */
+        id(a, "something-else");
+        ASSERT_TRUE(idmap_get(m, id(k, "phone-1")) == &va);
+        ASSERT_TRUE(idmap_get(m, id(k, "c1a2b3d4e5f6")) == &vb);
+        ASSERT_TRUE(idmap_get(m, id(k, "phone-2")) == NULL);
+        ASSERT_TRUE(idmap_get(m, id(k, "phone-")) == NULL);
+        ASSERT_TRUE(idmap_get(m, id(k, "")) == NULL);
+        ASSERT_TRUE(idmap_get(m, id(k, "123456789012345678901234567890123456")) == NULL);
+        ASSERT_TRUE(idmap_remove(m, id(k, "phone-1")) == &va);
+        ASSERT_TRUE(idmap_remove(m, id(k, "phone-1")) == NULL);
         ASSERT_EQ(idmap_size(m), 1);
 }
 
