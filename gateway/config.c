@@ -52,6 +52,9 @@ typedef struct ConfigOrigin {
 static const Config config_defaults = {
         /* Not derived from the build's localstatedir: the unit's StateDirectory= is always here. */
         .store_path = (char *) "/var/lib/blegate/buffer.db",
+        .store_max_size = UINT64_C(256) << 20,
+        .store_commit_interval = 0.25,
+        .store_commit_readings = 500,
         .window = 100,
         .threshold = 3.0,
         .min_stddev = 0.001,
@@ -107,6 +110,42 @@ static int parse_double(const ConfigItem *item, const char *value, void *field, 
         }
         *d = v;
         return 0;
+}
+
+/* Bytes, with an optional binary suffix as in systemd: K, M, G, T (1024-based). */
+static int parse_size(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
+        static const char suffixes[] = "KMGT";
+        uint64_t *u = field;
+        unsigned long long v;
+        const char *sfx;
+        char *end;
+        int shift = 0;
+
+        if (value[0] == '\0') {
+                *u = *(const uint64_t *) DEFAULT_FIELD(item);
+                return 0;
+        }
+
+        errno = 0;
+        if (!strchr(DIGITS, value[0]) || (v = strtoull(value, &end, 10), errno != 0))
+                goto fail;
+        if (*end != '\0') {
+                sfx = strchr(suffixes, *end);
+                if (!sfx || end[1] != '\0')
+                        goto fail;
+                shift = 10 * (int) (sfx - suffixes + 1);
+                if (v > (UINT64_MAX >> shift))
+                        goto fail;
+        }
+        v <<= shift;
+        if (v < item->min || v > item->max)
+                goto fail;
+        *u = v;
+        return 0;
+fail:
+        snprintf(expected, size, "a size in bytes from %.0fM to %.0fG, with an optional K, M, G or T suffix",
+                 item->min / (1 << 20), item->max / (1 << 30));
+        return -EINVAL;
 }
 
 static int parse_string(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
@@ -177,6 +216,9 @@ _unused_ static int parse_bool(const ConfigItem *item, const char *value, void *
 /* Keep in step with blegate.conf(5) and units/blegate.conf. */
 static const ConfigItem config_items[] = {
         ROW("Store",    "Path",           parse_path,     store_path),
+        ROW("Store",    "MaxSize",        parse_size,     store_max_size,  .min = 1 << 20, .max = 0x1p40),
+        ROW("Store",    "CommitInterval", parse_double,   store_commit_interval, .min = 0.001, .max = 60),
+        ROW("Store",    "CommitReadings", parse_unsigned, store_commit_readings, .min = 1, .max = 100000),
         ROW("Detector", "Window",         parse_unsigned, window,          .min = 2, .max = 100000),
         ROW("Detector", "Threshold",      parse_double,   threshold,       .min = 0, .max = INFINITY, .min_exclusive = true),
         ROW("Detector", "MinStdDev",      parse_double,   min_stddev,      .min = 0, .max = INFINITY, .min_exclusive = true),

@@ -10,12 +10,16 @@
  */
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "macro.h"
 
 typedef struct Config {
         char *store_path;
+        uint64_t store_max_size;          /* bytes */
+        double store_commit_interval;     /* seconds */
+        unsigned store_commit_readings;
         unsigned window;
         double threshold;
         double min_stddev;

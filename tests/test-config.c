@@ -62,6 +62,9 @@ static const char *assert_one_error(const char *text, unsigned line) {
 
 static void assert_defaults(const Config *c, unsigned min_samples) {
         ASSERT_STREQ(c->store_path, "/var/lib/blegate/buffer.db");
+        ASSERT_U64_EQ(c->store_max_size, UINT64_C(256) << 20);
+        ASSERT_TRUE(c->store_commit_interval == 0.25);
+        ASSERT_EQ(c->store_commit_readings, 500);
         ASSERT_EQ(c->window, 100);
         ASSERT_TRUE(c->threshold == 3.0);
         ASSERT_TRUE(c->min_stddev == 0.001);
@@ -213,6 +216,44 @@ static void test_bad_values(void) {
         ASSERT_EQ(c->window, 50);
         ASSERT_TRUE(c->threshold == 3.0);
         ASSERT_TRUE(c->min_stddev == 0.5);
+}
+
+static void test_sizes(void) {
+        static const struct {
+                const char *text;
+                uint64_t bytes;
+        } good[] = {
+                { "1048576", UINT64_C(1) << 20 }, { "1M", UINT64_C(1) << 20 }, { "1024K", UINT64_C(1) << 20 },
+                { "256M", UINT64_C(256) << 20 },  { "3G", UINT64_C(3) << 30 },  { "1T", UINT64_C(1) << 40 },
+        };
+        static const char *const bad[] = { "1048575", "1023K", "0", "2T", "1025G", "-1M", "1.5G", "1m", "1MB",
+                                           "M", "1 M", "18446744073709551615T", "99999999999999999999" };
+        _cleanup_(config_freep) Config *c = NULL;
+        Reports reports;
+        char text[256];
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                snprintf(text, sizeof(text), "[Store]\nMaxSize=%s\n", good[i].text);
+                c = config_free(c);
+                ASSERT_OK(parse_text(text, &c, &reports));
+                ASSERT_U64_EQ(c->store_max_size, good[i].bytes);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                snprintf(text, sizeof(text), "[Store]\n\nMaxSize=%s\n", bad[i]);
+                assert_one_error(text, 3);
+        }
+        ASSERT_STREQ(assert_one_error("[Store]\nMaxSize=1MB\n", 2),
+                     "Invalid value for MaxSize= '1MB': expected a size in bytes from 1M to 1024G, "
+                     "with an optional K, M, G or T suffix");
+
+        c = config_free(c);
+        ASSERT_OK(parse_text("[Store]\nCommitInterval=0.001\nCommitReadings=1\n", &c, &reports));
+        ASSERT_TRUE(c->store_commit_interval == 0.001);
+        ASSERT_EQ(c->store_commit_readings, 1);
+        assert_one_error("[Store]\nCommitInterval=0\n", 2);
+        assert_one_error("[Store]\nCommitInterval=61\n", 2);
+        assert_one_error("[Store]\nCommitReadings=0\n", 2);
+        assert_one_error("[Store]\nCommitReadings=100001\n", 2);
 }
 
 static void test_unknown_and_syntax(void) {
@@ -507,7 +548,7 @@ static void test_shipped_config(void) {
                         fputs(key ? line + 1 : line, out);
                 }
         }
-        ASSERT_EQ(keys, 8);
+        ASSERT_EQ(keys, 11); /* every key of the table in config.c */
         ASSERT_OK(parse_text(text, &c, &reports));
         ASSERT_OK(config_new(&d));
         assert_defaults(c, 0);
@@ -518,6 +559,7 @@ int main(void) {
         test_defaults();
         test_good_file();
         test_bad_values();
+        test_sizes();
         test_unknown_and_syntax();
         test_long_line();
         test_empty_value_resets();
