@@ -2,8 +2,9 @@
 /*
  * The daemon's life: load the configuration, build the stages, run one sd-event loop, reload
  * on SIGHUP, stop on SIGTERM/SIGINT. Readings from any source go through manager_on_reading(),
- * the single entry of the pipeline. Every stage reports to the manager through callbacks, and
- * only the manager logs, so each event is logged exactly once.
+ * the single entry of the pipeline: each is scored by the detector, then appended to the store.
+ * Every stage reports to the manager through callbacks, and only the manager logs, so each
+ * event is logged exactly once.
  *
  * Watchdog: instead of letting sd-event ping on its own, a timer at half the interval runs
  * manager_check_health() first, so a loop that runs but cannot do its job stops pinging and
@@ -52,8 +53,12 @@ static void manager_log_settings(const Config *c) {
 static void manager_on_anomaly(const AnomalyEvent *e, void *userdata) {
         Manager *m = userdata;
         char start[TIMESTAMP_MAX], end[TIMESTAMP_MAX];
+        int k;
 
         m->anomaly_events++;
+        k = store_append_anomaly(m->store, e);
+        if (k < 0)
+                log_warning_errno(k, "Failed to queue the anomaly event of %s for the store, ignoring: %m", e->device);
         log_notice("Anomaly on %s %s from %s to %s (%u reading%s): peak z=%.2f at %.4g (mean %.4g, std %.4g)",
                    e->device, channel_to_string(e->channel), timestamp_format(e->start_usec, start),
                    timestamp_format(e->end_usec, end), e->count, e->count == 1 ? "" : "s", e->peak_z,
@@ -69,21 +74,76 @@ static void manager_on_reading(const Reading *r, void *userdata) {
         k = detector_feed(m->detector, r, NULL);
         if (k < 0)
                 log_warning_errno(k, "Failed to score reading %" PRIu64 " of %s, ignoring: %m", r->seq, r->device);
+
+        /* Stored even when it could not be scored: losing nothing comes first. */
+        k = store_append(m->store, r);
+        if (k < 0)
+                log_warning_errno(k, "Failed to queue reading %" PRIu64 " of %s for the store, dropping it: %m",
+                                  r->seq, r->device);
 }
 
-/* True once every reading taken in has been handled by every stage downstream. */
+/* True once every reading taken in has been handled by every stage downstream: the replay has
+ * ended and the store holds nothing uncommitted. */
 static bool manager_is_drained(Manager *m) {
-        return !m->replay || replay_is_done(m->replay);
+        return (!m->replay || replay_is_done(m->replay)) && store_is_idle(m->store);
 }
 
 static void manager_exit_if_drained(Manager *m) {
-        if (!m->options.drain_and_exit || !manager_is_drained(m))
-                return;
+        StoreStats st;
 
+        if (!m->options.drain_and_exit || m->drained || !manager_is_drained(m))
+                return;
+        m->drained = true;
+
+        store_get_stats(m->store, &st);
         log_info("Replay drained: %" PRIu64 " readings, %" PRIu64 " malformed lines, %" PRIu64
-                 " anomaly events; exiting.",
-                 m->readings_received, m->replay ? replay_malformed(m->replay) : 0, m->anomaly_events);
+                 " anomaly events, %" PRIu64 " readings committed, %" PRIu64 " duplicates skipped; exiting.",
+                 m->readings_received, m->replay ? replay_malformed(m->replay) : 0, m->anomaly_events,
+                 st.committed, st.duplicates);
         (void) sd_event_exit(m->event, EXIT_SUCCESS);
+}
+
+static void manager_on_store_committed(Store *s, uint64_t last_id, void *userdata) {
+        manager_exit_if_drained(userdata);
+}
+
+static void manager_on_store_state(Store *s, int error, const char *message, void *userdata) {
+        StoreStats st;
+
+        store_get_stats(s, &st);
+        if (error < 0)
+                log_error_errno(error, "Store degraded (%s: %m): keeping new readings in memory and retrying.",
+                                strempty(message));
+        else
+                log_notice("Store recovered: %" PRIu64 " readings committed, %" PRIu64 " dropped while degraded.",
+                           st.committed, st.write_failed);
+}
+
+static int manager_open_store(Manager *m) {
+        StoreSettings settings = {
+                .path = m->config->store_path,
+                .max_size = m->config->store_max_size,
+                .commit_readings = m->config->store_commit_readings,
+                .commit_interval_usec = (uint64_t) (m->config->store_commit_interval * 1e6),
+                .on_committed = manager_on_store_committed,
+                .on_state_changed = manager_on_store_state,
+                .userdata = m,
+        };
+        _cleanup_free_ char *error = NULL;
+        StoreStats st;
+        int k;
+
+        k = store_open(m->event, &settings, &m->store, &error);
+        if (k < 0)
+                return log_error_errno(k, "Failed to open the store %s: %s", settings.path, error ?: strerror(-k));
+        if (k > 0)
+                log_crit("Store %s was damaged: %s. Started a fresh one.", settings.path, strempty(error));
+
+        store_get_stats(m->store, &st);
+        log_info("Store %s: %" PRIu64 " readings buffered, %" PRIu64 " undelivered, %" PRIu64 " of %" PRIu64
+                 " bytes used.",
+                 settings.path, st.buffered, st.undelivered, st.size, st.max_size);
+        return 0;
 }
 
 static void manager_on_replay_malformed(const char *file, unsigned line, const char *why, void *userdata) {
@@ -92,6 +152,7 @@ static void manager_on_replay_malformed(const char *file, unsigned line, const c
 
 static void manager_on_replay_done(int error, void *userdata) {
         Manager *m = userdata;
+        int k;
 
         if (error < 0)
                 log_error_errno(error, "Failed to read recording %s, replay stopped: %m", replay_path(m->replay));
@@ -99,8 +160,12 @@ static void manager_on_replay_done(int error, void *userdata) {
                 log_info("Replay of %s finished: %" PRIu64 " readings, %" PRIu64 " malformed lines skipped.",
                          replay_path(m->replay), replay_readings(m->replay), replay_malformed(m->replay));
 
-        /* Close open anomaly events: no more readings will come to end them. */
+        /* Close open anomaly events: no more readings will come to end them. Then commit now
+         * rather than at the end of the batch interval. */
         detector_flush(m->detector);
+        k = store_commit(m->store);
+        if (k < 0)
+                log_warning_errno(k, "Failed to commit the end of the replay, will retry: %m");
         manager_exit_if_drained(m);
 }
 
@@ -138,9 +203,14 @@ static int manager_on_status_timer(sd_event_source *s, uint64_t usec, void *user
         uint64_t readings = m->readings_received - m->status_last_readings;
         double secs = (double) (usec - m->status_last_usec) / 1e6;
 
-        log_info("Status: %" PRIu64 " readings (%.0f/s), %zu devices, %" PRIu64 " anomaly events.",
+        StoreStats st;
+
+        store_get_stats(m->store, &st);
+        log_info("Status: %" PRIu64 " readings (%.0f/s), %zu devices, %" PRIu64 " anomaly events, %" PRIu64
+                 " buffered%s.",
                  m->readings_received, secs > 0 ? (double) readings / secs : 0.0,
-                 detector_device_count(m->detector), m->anomaly_events);
+                 detector_device_count(m->detector), m->anomaly_events, st.buffered,
+                 store_is_degraded(m->store) ? ", store degraded" : "");
 
         m->status_last_readings = m->readings_received;
         m->status_last_usec = usec;
@@ -171,9 +241,10 @@ static int manager_setup_status(Manager *m) {
         return 0;
 }
 
-/* Whether the daemon can still do its job. Grows with the stages that can get stuck. */
+/* Whether the daemon can still do its job. A degraded store is not a failure here: it retries
+ * by itself, and a restart would not bring disk space back. */
 static bool manager_check_health(Manager *m) {
-        return m->detector != NULL;
+        return m->detector && m->store;
 }
 
 static int manager_on_watchdog(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -227,8 +298,10 @@ int manager_reload(Manager *m) {
         if (c->window != m->config->window)
                 log_notice("Detector Window= changed from %u to %u: every window restarts empty.",
                            m->config->window, c->window);
-        if (!streq_ptr(c->store_path, m->config->store_path) || !streq_ptr(c->replay_file, m->config->replay_file) ||
-            c->replay_speed != m->config->replay_speed)
+        if (!streq_ptr(c->store_path, m->config->store_path) || c->store_max_size != m->config->store_max_size ||
+            c->store_commit_interval != m->config->store_commit_interval ||
+            c->store_commit_readings != m->config->store_commit_readings ||
+            !streq_ptr(c->replay_file, m->config->replay_file) || c->replay_speed != m->config->replay_speed)
                 log_notice("[Store] and [Replay] settings take effect on restart.");
 
         config_free(m->config);
@@ -297,6 +370,10 @@ int manager_start(Manager *m) {
                 return log_error_errno(k, "Configuration %s is invalid, refusing to start.", m->config_path);
         manager_log_settings(m->config);
 
+        k = manager_open_store(m);
+        if (k < 0)
+                return k;
+
         settings = manager_detector_settings(m->config);
         k = detector_new(&settings, manager_on_anomaly, m, &m->detector);
         if (k < 0)
@@ -328,8 +405,14 @@ int manager_run(Manager *m) {
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Stopping.");
         if (k < 0)
                 return log_error_errno(k, "Event loop failed: %m");
+        /* What is still open or queued goes to disk before we go. */
         if (m->detector)
                 detector_flush(m->detector);
+        if (m->store) {
+                int r = store_commit(m->store);
+                if (r < 0)
+                        log_error_errno(r, "Failed to commit the last readings on the way out, they are lost: %m");
+        }
         return k;
 }
 
@@ -339,6 +422,7 @@ Manager *manager_free(Manager *m) {
 
         replay_free(m->replay);
         detector_free(m->detector);
+        store_free(m->store);
         sd_event_source_disable_unref(m->status_timer);
         sd_event_source_disable_unref(m->watchdog_timer);
         sd_event_source_disable_unref(m->sighup_source);

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "detector.h"
 #include "replay.h"
+#include "store.h"
 
 typedef struct ManagerOptions {
         const char *config_path; /* NULL: the default path, which may be missing */
@@ -31,11 +32,14 @@ typedef struct Manager {
 
         Replay *replay;
         Detector *detector;
+        Store *store;
 
         sd_event_source *sighup_source;
         sd_event_source *status_timer;
         sd_event_source *watchdog_timer;
         uint64_t watchdog_usec;
+
+        bool drained;            /* --drain-and-exit has seen everything handled */
 
         uint64_t readings_received;
         uint64_t anomaly_events;

@@ -34,6 +34,7 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         })
 #define log_full(level, ...) (void) log_full_errno(level, 0, __VA_ARGS__)
 
+#define log_crit(...) log_full(LOG_CRIT, __VA_ARGS__)
 #define log_error(...) log_full(LOG_ERR, __VA_ARGS__)
 #define log_warning(...) log_full(LOG_WARNING, __VA_ARGS__)
 #define log_notice(...) log_full(LOG_NOTICE, __VA_ARGS__)
