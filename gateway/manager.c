@@ -97,9 +97,10 @@ static void manager_exit_if_drained(Manager *m) {
 
         store_get_stats(m->store, &st);
         log_info("Replay drained: %" PRIu64 " readings, %" PRIu64 " malformed lines, %" PRIu64
-                 " anomaly events, %" PRIu64 " readings committed, %" PRIu64 " duplicates skipped; exiting.",
+                 " anomaly events, %" PRIu64 " readings committed, %" PRIu64 " duplicates skipped, %" PRIu64
+                 " evicted delivered, %" PRIu64 " evicted undelivered, %" PRIu64 " dropped on write errors; exiting.",
                  m->readings_received, m->replay ? replay_malformed(m->replay) : 0, m->anomaly_events,
-                 st.committed, st.duplicates);
+                 st.committed, st.duplicates, st.evicted_delivered, st.evicted_undelivered, st.write_failed);
         (void) sd_event_exit(m->event, EXIT_SUCCESS);
 }
 
