@@ -23,6 +23,7 @@
 
 #include "detector.h"
 #include "idmap.h"
+#include "json.h"
 #include "log.h"
 #include "recording.h"
 #include "verbs.h"
@@ -210,20 +211,12 @@ static int parse_argv(int argc, char *argv[], AnalyzeOptions *o) {
 /* One output row. NaN (a batch group whose values are all equal) prints as an empty CSV cell,
  * as pandas writes it, and as null in JSON. */
 static void print_number(FILE *out, OutputFormat format, double v) {
-        if (isfinite(v)) {
-                char buf[32];
+        char buf[JSON_NUMBER_MAX];
 
-                /* The shortest of 15, 16 or 17 significant digits that reads back as the same
-                 * double: values from a recording print as written, computed ones exactly. */
-                for (int digits = 15; digits <= 17; digits++) {
-                        snprintf(buf, sizeof(buf), "%.*g", digits, v);
-                        if (digits == 17 || strtod(buf, NULL) == v)
-                                break;
-                }
-                fputs(buf, out);
-        }
-        else if (format == FORMAT_JSON)
-                fputs(isnan(v) ? "null" : v > 0 ? "1e999" : "-1e999", out);
+        if (format == FORMAT_JSON)
+                json_print_number(out, v);
+        else if (isfinite(v))
+                fputs(json_format_number(v, buf), out);
         else if (!isnan(v))
                 fputs(v > 0 ? "inf" : "-inf", out);
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * blegatectl: the command line of blegate. This file only dispatches to the verbs; each verb
- * lives in its own file (analyze.c: the offline analysis of a recording).
+ * lives in its own file (analyze.c: the offline analysis of a recording; decode.c: sensor bytes
+ * to readings).
  */
 
 #include <getopt.h>
@@ -21,6 +22,7 @@ typedef struct Verb {
 
 static const Verb verbs[] = {
         { "analyze", verb_analyze, "Score a recording offline (streaming or the notebook's batch z-score)" },
+        { "decode",  verb_decode,  "Decode a value a sensor sent (hex) into readings, as JSON" },
 };
 
 static void help(void) {

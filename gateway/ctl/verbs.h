@@ -9,3 +9,4 @@
 #define EXIT_USAGE 2
 
 int verb_analyze(int argc, char *argv[]);
+int verb_decode(int argc, char *argv[]);
