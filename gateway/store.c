@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The buffer on SQLite. One connection, opened in EXCLUSIVE locking mode: the daemon is the
- * only user of its buffer, a second process gets -EBUSY instead of interleaving ids with ours,
- * and the WAL index lives in our heap rather than in a -shm file.
+ * The buffer on SQLite. One writer: the store holds an flock() on the database file for as
+ * long as it is open, so a second daemon on the same file gets -EBUSY instead of interleaving
+ * ids with ours. Readers (sqlite3, the integration tests) may look at the file meanwhile: WAL
+ * readers only ever see committed transactions. The flock is taken through a descriptor of our
+ * own, which stays open until after sqlite3_close(): closing any descriptor of the file would
+ * drop the POSIX locks SQLite holds on it.
  *
  * Everything waiting to be written (readings, anomaly events, devices seen, sink cursors) sits
  * in memory and is written by store_write() in one transaction. A failed transaction is rolled
@@ -14,13 +17,16 @@
  * The last ids also live in the one-row table `state`, written whenever a deletion could
  * remove the newest row, so ids keep increasing even when every reading has been evicted.
  *
- * Space: max_page_count caps the file; store_enforce_cap() deletes readings once more than 90%
- * of the pages are in use, leaving 10% so deletions (which need pages of their own) still
- * work at the cap. The WAL is checkpointed automatically (PASSIVE, every wal_autocheckpoint
- * pages; nothing else reads the file, so it always completes) and kept at its size up to
- * journal_size_limit rather than truncated: its blocks stay allocated, so a full file system
- * does not stop the next transaction, such as the deletion that makes room, from being written.
- * On close SQLite checkpoints and removes the WAL.
+ * Space: max_page_count caps the database file. store_enforce_cap() deletes readings once more
+ * than 90% of its pages are in use, down to 88%, so the headroom lets the deletions themselves
+ * (which need pages of their own) work even at the cap. The WAL comes on top: it is
+ * checkpointed automatically (PASSIVE, every wal_autocheckpoint pages, at most 1000, about
+ * 4 MiB; a reader holding an old snapshot only delays it) and then rewritten from its
+ * start rather than truncated, down to journal_size_limit (twice that) when a large transaction
+ * grew it. On close SQLite checkpoints and removes it. The file system thus needs about
+ * max_size + 8 MiB. If it has less and a commit fails for want of space, a chunk of delivered
+ * readings is let go (the next commit reuses their pages without growing the file) and the
+ * commit retried once; otherwise the store stays degraded until space returns.
  */
 
 #include <fcntl.h>
@@ -30,6 +36,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -118,6 +125,7 @@ static const char *const statement_sql[_STMT_MAX] = {
 
 struct Store {
         sqlite3 *db;
+        int lock_fd;                    /* holds the flock() */
         sqlite3_stmt *stmt[_STMT_MAX];
         char *path;
         StoreSettings settings;         /* defaults resolved; .path points at path */
@@ -578,10 +586,18 @@ static int store_open_db(Store *s, char **ret_error) {
         }
         (void) sqlite3_extended_result_codes(s->db, 1);
 
-        /* Must come before the first access, so that the WAL index is never put in shared memory. */
-        rc = sqlite3_exec(s->db, "PRAGMA locking_mode = EXCLUSIVE", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        /* SQLite has created the file if it was missing. */
+        s->lock_fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (s->lock_fd < 0) {
+                k = negative_errno();
+                return set_error(ret_error, k, "Failed to open %s: %s", s->path, strerror(-k));
+        }
+        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                k = errno == EWOULDBLOCK ? -EBUSY : negative_errno();
+                return set_error(ret_error, k, "%s is in use by another process", s->path);
+        }
+
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
         if (rc == SQLITE_OK)
                 rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
@@ -699,6 +715,7 @@ static void store_close_db(Store *s) {
         if (s->db)
                 (void) sqlite3_close(s->db);
         s->db = NULL;
+        s->lock_fd = safe_close(s->lock_fd);
 
         for (size_t i = 0; i < s->n_devices; i++)
                 (void) idmap_remove(s->devices_by_name, s->devices[i]->name);
@@ -788,11 +805,40 @@ static void store_schedule(Store *s) {
                 store_arm_timer(s, s->settings.commit_interval_usec);
 }
 
-/* Deletes the oldest n readings in one transaction (fewer if delivered_only and not all of them
- * are delivered). Returns how many were deleted, or a negative errno. */
+/* Deletes the rows up to an id from readings or anomalies in one transaction, recording the
+ * last ids in the state row first, since the deletion may take the newest row. */
+static int store_delete_upto(Store *s, StoreStatement delete, uint64_t upto) {
+        sqlite3_stmt *state = s->stmt[STMT_UPDATE_STATE];
+        int rc;
+
+        rc = stmt_run(s->stmt[STMT_BEGIN]);
+        if (rc == SQLITE_OK) {
+                (void) sqlite3_bind_int64(state, 1, (sqlite3_int64) s->last_id);
+                (void) sqlite3_bind_int64(state, 2, (sqlite3_int64) s->last_anomaly_id);
+                rc = stmt_run(state);
+        }
+        if (rc == SQLITE_OK) {
+                (void) sqlite3_bind_int64(s->stmt[delete], 1, (sqlite3_int64) upto);
+                rc = stmt_run(s->stmt[delete]);
+        }
+        if (rc == SQLITE_OK)
+                rc = stmt_run(s->stmt[STMT_COMMIT]);
+        if (rc != SQLITE_OK) {
+                int k = store_errno(s->db, rc);
+
+                store_set_message(s);
+                if (!sqlite3_get_autocommit(s->db))
+                        (void) stmt_run(s->stmt[STMT_ROLLBACK]);
+                return k;
+        }
+        return 0;
+}
+
+/* Deletes the oldest n readings (fewer if delivered_only and not all of them are delivered),
+ * counting each as delivered or not. Returns how many were deleted, or a negative errno. */
 static int64_t store_evict_readings(Store *s, uint64_t n, bool delivered_only) {
         uint64_t delivered = store_delivered_upto(s), upto, d;
-        int rc;
+        int k;
 
         n = MIN(n, store_buffered(s));
         if (n == 0)
@@ -803,87 +849,47 @@ static int64_t store_evict_readings(Store *s, uint64_t n, bool delivered_only) {
         if (upto < s->first_id)
                 return 0;
 
-        rc = stmt_run(s->stmt[STMT_BEGIN]);
-        if (rc == SQLITE_OK) {
-                /* Record the last ids first: the deletion may take the newest row. */
-                (void) sqlite3_bind_int64(s->stmt[STMT_UPDATE_STATE], 1, (sqlite3_int64) s->last_id);
-                (void) sqlite3_bind_int64(s->stmt[STMT_UPDATE_STATE], 2, (sqlite3_int64) s->last_anomaly_id);
-                rc = stmt_run(s->stmt[STMT_UPDATE_STATE]);
-        }
-        if (rc == SQLITE_OK) {
-                (void) sqlite3_bind_int64(s->stmt[STMT_DELETE_READINGS], 1, (sqlite3_int64) upto);
-                rc = stmt_run(s->stmt[STMT_DELETE_READINGS]);
-        }
-        if (rc == SQLITE_OK)
-                rc = stmt_run(s->stmt[STMT_COMMIT]);
-        if (rc != SQLITE_OK) {
-                int k = store_errno(s->db, rc);
-
-                store_set_message(s);
-                if (!sqlite3_get_autocommit(s->db))
-                        (void) stmt_run(s->stmt[STMT_ROLLBACK]);
+        k = store_delete_upto(s, STMT_DELETE_READINGS, upto);
+        if (k < 0)
                 return k;
-        }
 
         d = delivered >= s->first_id ? MIN(delivered, upto) - s->first_id + 1 : 0;
-        s->stats.evicted_delivered += d;
-        s->stats.evicted_undelivered += upto - s->first_id + 1 - d;
         n = upto - s->first_id + 1;
+        s->stats.evicted_delivered += d;
+        s->stats.evicted_undelivered += n - d;
         s->first_id = upto + 1;
         return (int64_t) n;
 }
 
+static uint64_t store_anomaly_count(const Store *s) {
+        return s->last_anomaly_id >= s->first_anomaly_id ? s->last_anomaly_id - s->first_anomaly_id + 1 : 0;
+}
+
 /* The same for anomaly events, for a file that holds nothing else any more. */
 static int64_t store_evict_anomalies(Store *s, uint64_t n) {
-        uint64_t count = s->last_anomaly_id >= s->first_anomaly_id ? s->last_anomaly_id - s->first_anomaly_id + 1 : 0;
-        uint64_t upto;
-        int rc;
+        int k;
 
-        n = MIN(n, count);
+        n = MIN(n, store_anomaly_count(s));
         if (n == 0)
                 return 0;
-        upto = s->first_anomaly_id + n - 1;
 
-        rc = stmt_run(s->stmt[STMT_BEGIN]);
-        if (rc == SQLITE_OK) {
-                (void) sqlite3_bind_int64(s->stmt[STMT_UPDATE_STATE], 1, (sqlite3_int64) s->last_id);
-                (void) sqlite3_bind_int64(s->stmt[STMT_UPDATE_STATE], 2, (sqlite3_int64) s->last_anomaly_id);
-                rc = stmt_run(s->stmt[STMT_UPDATE_STATE]);
-        }
-        if (rc == SQLITE_OK) {
-                (void) sqlite3_bind_int64(s->stmt[STMT_DELETE_ANOMALIES], 1, (sqlite3_int64) upto);
-                rc = stmt_run(s->stmt[STMT_DELETE_ANOMALIES]);
-        }
-        if (rc == SQLITE_OK)
-                rc = stmt_run(s->stmt[STMT_COMMIT]);
-        if (rc != SQLITE_OK) {
-                int k = store_errno(s->db, rc);
-
-                store_set_message(s);
-                if (!sqlite3_get_autocommit(s->db))
-                        (void) stmt_run(s->stmt[STMT_ROLLBACK]);
+        k = store_delete_upto(s, STMT_DELETE_ANOMALIES, s->first_anomaly_id + n - 1);
+        if (k < 0)
                 return k;
-        }
 
         s->stats.anomalies_dropped += n;
-        s->first_anomaly_id = upto + 1;
+        s->first_anomaly_id += n;
         return (int64_t) n;
 }
 
-/* Deletes the oldest readings (delivered ones first) until at most low_pages are in use, if
- * more than high_pages are. The number of rows to delete is estimated from the average row
- * size; a few rounds correct the estimate. */
-static int store_enforce_cap(Store *s) {
+/* Deletes the oldest readings, delivered ones first, until at most target pages are in use.
+ * How many rows that takes is estimated from the average row size; a few rounds correct the
+ * estimate. Once no reading is left, the oldest anomaly events go. */
+static int store_evict_to(Store *s, uint64_t target) {
         int k;
 
-        k = store_refresh_pages(s);
-        if (k < 0)
-                return k;
-        if (store_used_pages(s) <= s->high_pages)
-                return 0;
-
-        for (unsigned round = 0; round < 16 && store_used_pages(s) > s->low_pages; round++) {
-                uint64_t used = store_used_pages(s), excess = used - s->low_pages, rows = store_buffered(s), n;
+        for (unsigned round = 0; round < 16 && store_used_pages(s) > target; round++) {
+                uint64_t used = store_used_pages(s), excess = used - target, rows = store_buffered(s), n;
                 uint64_t delivered = store_delivered_upto(s);
                 int64_t m;
 
@@ -894,9 +900,8 @@ static int store_enforce_cap(Store *s) {
                                 n = delivered - s->first_id + 1;
                         m = store_evict_readings(s, n, false);
                 } else {
-                        rows = s->last_anomaly_id >= s->first_anomaly_id ? s->last_anomaly_id - s->first_anomaly_id + 1 : 0;
-                        n = MAX((rows * excess + used - 1) / used, (uint64_t) 1);
-                        m = store_evict_anomalies(s, n);
+                        rows = store_anomaly_count(s);
+                        m = store_evict_anomalies(s, MAX((rows * excess + used - 1) / used, (uint64_t) 1));
                 }
                 if (m < 0)
                         return (int) m;
@@ -909,15 +914,39 @@ static int store_enforce_cap(Store *s) {
         return 0;
 }
 
-/* After a commit failed for lack of space: make room the cheap way if the cap is the cause,
- * and in any case let go of a chunk of delivered readings, whose pages the next attempt can
- * reuse without growing the file. */
-static void store_make_room(Store *s) {
-        uint64_t chunk;
+/* After each commit: above 90% of the cap, make room down to 88%. */
+static int store_enforce_cap(Store *s) {
+        int k;
 
-        if (store_enforce_cap(s) < 0)
+        k = store_refresh_pages(s);
+        if (k < 0)
+                return k;
+        if (store_used_pages(s) <= s->high_pages)
+                return 0;
+        return store_evict_to(s, s->low_pages);
+}
+
+/* After a commit failed for want of space. If the file is at its cap, the queued batch was
+ * larger than the headroom (a long degraded spell with a small cap): make room for it, and a
+ * margin. Otherwise the file system is full: let go of a chunk of delivered readings, whose
+ * pages the next attempt can reuse without growing the file. */
+static void store_make_room(Store *s) {
+        uint64_t used, rows, chunk, need;
+
+        if (store_refresh_pages(s) < 0)
                 return;
-        chunk = store_buffered(s) * MAX(s->max_pages / 50, (uint64_t) 1) / MAX(store_used_pages(s), (uint64_t) 1);
+        used = MAX(store_used_pages(s), (uint64_t) 1);
+        rows = store_buffered(s);
+
+        if (s->page_count >= s->high_pages) {
+                /* Pages per reading as the file holds them, at least 1/64. */
+                need = rows > 0 ? (s->n_pending * used + rows - 1) / rows : s->n_pending / 64 + 1;
+                need += s->max_pages - s->low_pages;
+                (void) store_evict_to(s, s->max_pages > need ? MIN(s->max_pages - need, s->low_pages) : 0);
+                return;
+        }
+
+        chunk = rows * MAX(s->max_pages / 50, (uint64_t) 1) / used;
         (void) store_evict_readings(s, MAX(chunk, (uint64_t) 1), true);
 }
 
@@ -1230,8 +1259,11 @@ static int store_check_directory(const char *path, char **ret_error) {
         dir = slash == path ? strdup("/") : strndup(path, (size_t) (slash - path));
         if (!dir)
                 return -ENOMEM;
-        if (stat(dir, &st) < 0)
-                return set_error(ret_error, negative_errno(), "Directory %s of the buffer %s: %m", dir, path);
+        if (stat(dir, &st) < 0) {
+                int k = negative_errno();
+
+                return set_error(ret_error, k, "Directory %s of the buffer %s: %s", dir, path, strerror(-k));
+        }
         if (!S_ISDIR(st.st_mode))
                 return set_error(ret_error, -ENOTDIR, "%s, the directory of the buffer %s, is not a directory", dir, path);
         return 0;
@@ -1260,6 +1292,7 @@ int store_open(sd_event *e, const StoreSettings *settings, Store **ret, char **r
         s = new0(Store, 1);
         if (!s)
                 return -ENOMEM;
+        s->lock_fd = -EBADF;
         s->settings = t;
         s->path = strdup(t.path);
         if (!s->path)
@@ -1346,7 +1379,7 @@ void store_get_stats(const Store *s, StoreStats *ret) {
         ret->buffered = store_buffered(s);
         ret->undelivered = ret->buffered > 0 ? s->last_id - MAX(delivered, s->first_id - 1) : 0;
         ret->pending = s->n_pending;
-        ret->anomalies = s->last_anomaly_id >= s->first_anomaly_id ? s->last_anomaly_id - s->first_anomaly_id + 1 : 0;
+        ret->anomalies = store_anomaly_count(s);
         ret->size = s->page_count * s->page_size;
         ret->max_size = s->max_pages * s->page_size;
 }

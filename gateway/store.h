@@ -12,7 +12,8 @@
  * event loop it was given. A reading counts as stored once committed: from then on it survives
  * kill -9 and power loss. Every committed reading gets the next id of one increasing sequence,
  * without gaps; a fresh database starts that sequence at the wall clock in µs, so a database
- * recreated after corruption never reuses ids that sinks have already sent.
+ * recreated after corruption never reuses ids that sinks have already sent. One store at a
+ * time writes a file (a second store_open() gets -EBUSY); other processes may read it meanwhile.
  *
  * Duplicates: the store remembers, per device, the highest seq it has accepted (kept in the
  * devices table, so it survives restarts without scanning the readings) and skips any reading
@@ -97,7 +98,8 @@ typedef struct StoreStats {
         uint64_t commit_failures;     /* failed commit attempts */
 
         /* The state now. */
-        uint64_t last_id;             /* id of the last committed reading; 0 if none ever */
+        uint64_t last_id;             /* id of the last committed reading (before the first: the id
+                                       * the first follows) */
         uint64_t buffered;            /* committed readings in the file */
         uint64_t undelivered;         /* of those, not yet acknowledged by every enabled sink */
         uint64_t pending;             /* readings queued in memory, not committed */
@@ -106,9 +108,12 @@ typedef struct StoreStats {
         uint64_t max_size;            /* the cap in effect */
 } StoreStats;
 
+/* A committed reading as handed out. Values come back bit for bit, with two exceptions SQLite
+ * makes: -0.0 comes back as 0.0, and a NaN (stored as NULL) as the default NaN. The type is
+ * kept per device: .type is the device's latest. */
 typedef struct StoredReading {
         uint64_t id;
-        Reading reading;               /* .type is the device's latest type */
+        Reading reading;
 } StoredReading;
 
 typedef struct StoredAnomaly {

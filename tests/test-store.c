@@ -9,13 +9,17 @@
  * A full disk is simulated without privileges through RLIMIT_FSIZE: with SIGXFSZ ignored, a
  * write() past the limit fails with EFBIG (a write that crosses it is cut short), which SQLite
  * reports as SQLITE_IOERR_WRITE or SQLITE_FULL, the errors a full file system gives. Lowering
- * the soft limit and raising it again up to the hard limit needs no capability.
+ * the soft limit and raising it again up to the hard limit needs no capability. A real full
+ * file system, a small tmpfs, is used too where a user namespace can be had to mount it.
  */
 
+#include <sched.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "store.h"
@@ -506,6 +510,30 @@ static void test_eviction(void) {
         ASSERT_U64_EQ(get_stats(s).buffered, st.buffered + 1);
 }
 
+/* A batch larger than the headroom under the cap (as after a long degraded spell with a small
+ * cap) still goes in: room is made for it. */
+static void test_eviction_big_batches(void) {
+        StoreSettings settings = { .path = new_path("eviction-big"), .max_size = STORE_MAX_SIZE_MIN, .commit_readings = 3000 };
+        _cleanup_(store_freep) Store *s = open_store(NULL, &settings);
+        uint64_t seq = 0;
+        StoreStats st;
+
+        for (int i = 0; i < 10; i++) {
+                append_many(s, "dev", seq + 1, seq + 3000);
+                seq += 3000;
+                ASSERT_FALSE(store_is_degraded(s));
+        }
+        st = get_stats(s);
+        fprintf(stderr, "batches of 3000 under a 1 MiB cap: %" PRIu64 " buffered, %" PRIu64 " evicted, %" PRIu64
+                " failed commits, %" PRIu64 " bytes\n",
+                st.buffered, st.evicted_undelivered, st.commit_failures, st.size);
+        ASSERT_U64_EQ(st.committed, seq);
+        ASSERT_EQ(st.write_failed, 0);
+        ASSERT_TRUE(st.evicted_undelivered > 0);
+        ASSERT_U64_EQ(st.committed, st.buffered + st.evicted_undelivered);
+        ASSERT_TRUE(st.size <= STORE_MAX_SIZE_MIN);
+}
+
 static void test_anomaly_bound(void) {
         StoreSettings settings = { .path = new_path("anomalies"), .max_anomalies = 10 };
         _cleanup_(store_freep) Store *s = open_store(NULL, &settings);
@@ -566,9 +594,13 @@ static void test_refusals(void) {
         ASSERT_TRUE(strstr(error, "no-such-dir"));
         error = mfree(error);
 
-        /* One process at a time. */
+        /* One writer at a time; readers are welcome. */
         settings.path = new_path("busy");
         s = open_store(NULL, &settings);
+        append_many(s, "dev", 1, 10);
+        ASSERT_OK(store_commit(s));
+        append_many(s, "dev", 11, 15);
+        ASSERT_EQ(query_int(settings.path, "SELECT count(*) FROM readings"), 10);
         ASSERT_ERROR(store_open(NULL, &settings, &t, &error), EBUSY);
         fprintf(stderr, "second opener: %s\n", error);
         error = mfree(error);
@@ -681,7 +713,7 @@ static void test_disk_full(void) {
                 .path = new_path("disk-full"),
                 .commit_readings = 100,
                 .max_pending = 1000,
-                .retry_usec = 1,
+                .retry_usec = 50 * 1000,
                 .on_state_changed = on_state_changed,
                 .userdata = &log,
         };
@@ -723,7 +755,9 @@ static void test_disk_full(void) {
         ASSERT_EQ(st.pending, 1000);
         ASSERT_EQ(st.write_failed, 500);
         set_file_size_limit(RLIM_INFINITY);
-        append_many(s, "dev", 2201, 2300); /* the next append retries once retry_usec has passed */
+        /* Without an event loop, the first append after retry_usec retries. */
+        (void) usleep(60 * 1000);
+        append_many(s, "dev", 2201, 2300);
         ASSERT_FALSE(store_is_degraded(s));
         ASSERT_EQ(log.recovered, 2);
         ASSERT_EQ(get_stats(s).write_failed, 500);
@@ -788,6 +822,103 @@ static void test_disk_full_recovers_on_loop(void) {
         ASSERT_TRUE(store_is_idle(s));
 }
 
+static void write_proc(const char *path, const char *text) {
+        FILE *f = fopen(path, "we");
+
+        if (f) {
+                fputs(text, f);
+                fclose(f);
+        }
+}
+
+/* A real full file system: a 4 MiB tmpfs, mounted in a user and mount namespace of our own, so
+ * no privilege is needed where unprivileged user namespaces are allowed (else: skipped). Runs in
+ * a child, which owns the namespace; a failed assertion aborts it. */
+static void disk_full_tmpfs_child(const char *dir) {
+        char path[4300], ballast[4300], map[64];
+        uid_t uid = getuid();
+        gid_t gid = getgid();
+        StateLog log = {};
+        StoreSettings settings = {
+                .path = path,
+                .max_pending = 2000,
+                .retry_usec = 60 * UINT64_C(1000000), /* no retries but the explicit one */
+                .on_state_changed = on_state_changed,
+                .userdata = &log,
+        };
+        Store *s = NULL;
+        StoreStats st;
+        uint64_t seq = 0, committed;
+        FILE *f;
+
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+                _exit(EXIT_TEST_SKIP);
+        write_proc("/proc/self/setgroups", "deny");
+        snprintf(map, sizeof(map), "0 %u 1", (unsigned) uid);
+        write_proc("/proc/self/uid_map", map);
+        snprintf(map, sizeof(map), "0 %u 1", (unsigned) gid);
+        write_proc("/proc/self/gid_map", map);
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("blegate-test", dir, "tmpfs", 0, "size=4m,mode=0700") < 0)
+                _exit(EXIT_TEST_SKIP);
+
+        /* Stands for the files of some other program that fill the disk, and go away again. */
+        snprintf(ballast, sizeof(ballast), "%s/ballast", dir);
+        f = fopen(ballast, "we");
+        ASSERT_TRUE(f);
+        for (int i = 0; i < 1024 * 1024; i++)
+                fputc('x', f);
+        ASSERT_EQ(fclose(f), 0);
+
+        snprintf(path, sizeof(path), "%s/buffer.db", dir);
+        s = open_store(NULL, &settings);
+        while (!store_is_degraded(s)) {
+                seq++;
+                append_many(s, "dev", seq, seq);
+                ASSERT_TRUE(seq < 1000000);
+        }
+        ASSERT_EQ(log.last_error, -ENOSPC);
+        append_many(s, "dev", seq + 1, seq + 3000);
+        seq += 3000;
+        st = get_stats(s);
+        ASSERT_EQ(st.pending, 2000);
+        ASSERT_TRUE(st.write_failed > 0);
+        fprintf(stderr, "tmpfs full after %" PRIu64 " committed readings: %s (%s); %" PRIu64 " queued, %" PRIu64
+                " dropped\n", st.committed, strerror(-log.last_error), log.message, st.pending, st.write_failed);
+
+        ASSERT_EQ(unlink(ballast), 0);
+        ASSERT_OK(store_commit(s));
+        ASSERT_FALSE(store_is_degraded(s));
+        ASSERT_EQ(log.recovered, 1);
+        st = get_stats(s);
+        ASSERT_U64_EQ(st.committed, seq - st.write_failed);
+        committed = st.committed;
+        s = store_free(s);
+
+        ASSERT_EQ(query_int(path, "SELECT count(*) FROM readings"), (int64_t) committed);
+        ASSERT_EQ(query_int(path, "SELECT max(seq) FROM readings"), (int64_t) seq);
+        _exit(EXIT_SUCCESS);
+}
+
+static void test_disk_full_tmpfs(void) {
+        char dir[4200];
+        int status;
+        pid_t pid;
+
+        snprintf(dir, sizeof(dir), "%s/tmpfs", test_tmpdir());
+        ASSERT_EQ(mkdir(dir, 0700), 0);
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0)
+                disk_full_tmpfs_child(dir);
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_TEST_SKIP) {
+                fprintf(stderr, "no user namespace for a tmpfs, skipping the real full file system\n");
+                return;
+        }
+        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void test_open_many(void) {
         const char *env = getenv("TEST_STORE_ROWS");
         uint64_t rows = env ? strtoull(env, NULL, 10) : 1000000;
@@ -836,11 +967,13 @@ int main(void) {
         test_sink_at_least_once();
         test_two_sinks();
         test_eviction();
+        test_eviction_big_batches();
         test_anomaly_bound();
         test_refusals();
         test_corrupt();
         test_disk_full();
         test_disk_full_recovers_on_loop();
+        test_disk_full_tmpfs();
         test_open_many();
         return 0;
 }
