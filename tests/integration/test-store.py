@@ -119,6 +119,29 @@ class Store(TestCase):
             n = self.check_db(copy, rows)
             self.assertGreaterEqual(n, seen, f"copy {i}: {seen} readings were committed, the copy has {n}")
 
+    def test_corrupt_database_is_moved_aside(self):
+        db = self.path("buffer.db")
+        with open(db, "wb") as f:
+            f.write(b"SQLite format 3\0" + bytes(range(256)) * 64)
+        code, out = self.run_daemon("--config", self.config(), "--replay", harness.SAMPLE_RECORDING, "--speed", "0",
+                                    "--drain-and-exit")
+        self.assertEqual(code, 0, out)
+        self.assertRegex(out, r"Store .*buffer\.db was damaged: .*buffer\.db\.corrupt-\S+")
+        moved = [n for n in os.listdir(self.dir) if n.startswith("buffer.db.corrupt-")]
+        self.assertEqual(len(moved), 1, os.listdir(self.dir))
+        with open(self.path(moved[0]), "rb") as f:
+            self.assertTrue(f.read().startswith(b"SQLite format 3\0"))
+        self.assertEqual(self.check_db(db, 24000), 24000)
+
+    def test_second_daemon_on_the_same_store_refuses(self):
+        rec = generate(self.path("rec.csv"), 300000)
+        first = self.start("--config", self.config(), "--replay", rec, "--speed", "1")
+        first.wait_notified("READY=1")
+        code, out = self.run_daemon("--config", self.config(), "--replay", harness.SAMPLE_RECORDING)
+        self.assertEqual(code, 1, out)
+        self.assertIn("in use by another process", out)
+        self.assertIsNone(first.proc.poll())
+
     def test_max_size_evicts_the_oldest(self):
         rows = 100000
         rec = generate(self.path("rec.csv"), rows)
