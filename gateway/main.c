@@ -14,6 +14,7 @@
 
 #include "config-paths.h"
 #include "log.h"
+#include "manager-bus.h"
 #include "manager.h"
 
 static void help(void) {
@@ -28,6 +29,8 @@ static void help(void) {
                "     --speed=X          Replay speed factor, 0 = as fast as possible; overrides [Replay] Speed=\n"
                "     --drain-and-exit   Exit 0 once the replay has ended and everything is handled\n"
                "     --log-level=LEVEL  err, warning, notice, info (default) or debug\n"
+               "     --bus-introspect=INTERFACE\n"
+               "                        Print the introspection XML of a D-Bus interface and exit\n"
                "  -h --help             Show this help\n"
                "     --version          Show the version\n"
                "\n"
@@ -41,6 +44,7 @@ static int parse_argv(int argc, char *argv[], ManagerOptions *o) {
                 ARG_SPEED,
                 ARG_DRAIN_AND_EXIT,
                 ARG_LOG_LEVEL,
+                ARG_BUS_INTROSPECT,
                 ARG_VERSION,
         };
         static const struct option options[] = {
@@ -49,11 +53,13 @@ static int parse_argv(int argc, char *argv[], ManagerOptions *o) {
                 { "speed",          required_argument, NULL, ARG_SPEED          },
                 { "drain-and-exit", no_argument,       NULL, ARG_DRAIN_AND_EXIT },
                 { "log-level",      required_argument, NULL, ARG_LOG_LEVEL      },
+                { "bus-introspect", required_argument, NULL, ARG_BUS_INTROSPECT },
                 { "help",           no_argument,       NULL, 'h'                },
                 { "version",        no_argument,       NULL, ARG_VERSION        },
                 {}
         };
-        int c, level;
+        _cleanup_free_ char *xml = NULL;
+        int c, k, level;
         char *end;
 
         while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0)
@@ -79,6 +85,16 @@ static int parse_argv(int argc, char *argv[], ManagerOptions *o) {
                                 return log_error_errno(EINVAL, "Invalid --log-level '%s'.", optarg);
                         log_set_max_level(level);
                         break;
+                case ARG_BUS_INTROSPECT:
+                        k = bus_introspect(optarg, &xml);
+                        if (k == -ENOENT)
+                                return log_error_errno(k, "Unknown interface '%s': expected %s, %s or %s.", optarg,
+                                                       "org.blegate.Gateway1", "org.blegate.Device1",
+                                                       "org.blegate.Sink1");
+                        if (k < 0)
+                                return log_error_errno(k, "Failed to introspect %s: %m", optarg);
+                        fputs(xml, stdout);
+                        return 0;
                 case 'h':
                         help();
                         return 0;

@@ -9,6 +9,11 @@
  * Watchdog: instead of letting sd-event ping on its own, a timer at half the interval runs
  * manager_check_health() first, so a loop that runs but cannot do its job stops pinging and
  * systemd restarts us.
+ *
+ * D-Bus: the manager keeps the device registry and the state the bus shows, and tells
+ * manager-bus.c when something worth a signal happens; everything that changes state through
+ * the bus (settings, reload, flush) comes back through the functions of manager.h, so a
+ * property write and a SIGHUP reload take the same path.
  */
 
 #include <inttypes.h>
@@ -18,22 +23,62 @@
 
 #include "config-paths.h"
 #include "log.h"
+#include "manager-bus.h"
 #include "manager.h"
 #include "timestamp.h"
 
 #define DEFAULT_CONFIG_PATH SYSCONFDIR "/blegate/blegate.conf"
 
-static void manager_on_config_report(const char *file, unsigned line, const char *message, void *userdata) {
-        int *level = userdata;
+static const char *const gateway_state_table[_GATEWAY_STATE_MAX] = {
+        [GATEWAY_STARTING] = "starting",
+        [GATEWAY_RUNNING] = "running",
+        [GATEWAY_DEGRADED] = "degraded",
+        [GATEWAY_STOPPING] = "stopping",
+};
 
-        if (line > 0)
-                log_full(*level, "%s:%u: %s", file, line, message);
-        else
-                log_full(*level, "%s: %s", file, message);
+const char *gateway_state_to_string(GatewayState s) {
+        if (s < 0 || s >= _GATEWAY_STATE_MAX)
+                return NULL;
+        return gateway_state_table[s];
 }
 
-static int manager_load_config(Manager *m, int level, Config **ret) {
-        return config_load(m->config_path, m->config_must_exist, manager_on_config_report, &level, ret);
+typedef struct ConfigReport {
+        int level;
+        char *first;        /* the first problem, "file:line: message", for a D-Bus caller */
+        unsigned n;
+} ConfigReport;
+
+static void manager_on_config_report(const char *file, unsigned line, const char *message, void *userdata) {
+        ConfigReport *report = userdata;
+
+        if (line > 0)
+                log_full(report->level, "%s:%u: %s", file, line, message);
+        else
+                log_full(report->level, "%s: %s", file, message);
+
+        if (report->n++ == 0) {
+                int k = line > 0 ? asprintf(&report->first, "%s:%u: %s", file, line, message)
+                                 : asprintf(&report->first, "%s: %s", file, message);
+                if (k < 0)
+                        report->first = NULL;
+        }
+}
+
+static int manager_load_config(Manager *m, int level, Config **ret, char **ret_error) {
+        _cleanup_free_ char *first = NULL;
+        ConfigReport report = { .level = level };
+        int k;
+
+        k = config_load(m->config_path, m->config_must_exist, manager_on_config_report, &report, ret);
+        first = report.first;
+        if (k < 0 && ret_error) {
+                if (report.n <= 1)
+                        *ret_error = TAKE_PTR(first);
+                else if (asprintf(ret_error, "%s (and %u more problem%s)", strempty(first), report.n - 1,
+                                  report.n == 2 ? "" : "s") < 0)
+                        *ret_error = NULL;
+        }
+        return k;
 }
 
 static DetectorSettings manager_detector_settings(const Config *c) {
@@ -56,13 +101,32 @@ static void manager_on_anomaly(const AnomalyEvent *e, void *userdata) {
         int k;
 
         m->anomaly_events++;
+        (void) device_registry_add_anomaly(m->devices, e, NULL);
         k = store_append_anomaly(m->store, e);
         if (k < 0)
                 log_warning_errno(k, "Failed to queue the anomaly event of %s for the store, ignoring: %m", e->device);
+        manager_bus_send_anomaly(m, e);
         log_notice("Anomaly on %s %s from %s to %s (%u reading%s): peak z=%.2f at %.4g (mean %.4g, std %.4g)",
                    e->device, channel_to_string(e->channel), timestamp_format(e->start_usec, start),
                    timestamp_format(e->end_usec, end), e->count, e->count == 1 ? "" : "s", e->peak_z,
                    e->peak_value, e->peak_mean, e->peak_std);
+}
+
+static void manager_track_device(Manager *m, const Reading *r) {
+        uint64_t now = 0;
+        Device *d;
+        int k;
+
+        (void) sd_event_now(m->event, CLOCK_REALTIME, &now);
+        k = device_registry_add_reading(m->devices, r, now, &d);
+        if (k > 0)
+                manager_bus_add_device(m, d);
+        else if (k == -ENOSPC && m->devices->untracked == 1)
+                log_warning("Device %s is one more than the %zu devices the gateway keeps track of: its readings "
+                            "are scored and stored, but it gets no D-Bus object. Further ones are only counted.",
+                            r->device, m->devices->max);
+        else if (k < 0 && k != -ENOSPC && k != -EINVAL)
+                log_warning_errno(k, "Failed to track device %s, ignoring: %m", r->device);
 }
 
 static void manager_on_reading(const Reading *r, void *userdata) {
@@ -70,6 +134,7 @@ static void manager_on_reading(const Reading *r, void *userdata) {
         int k;
 
         m->readings_received++;
+        manager_track_device(m, r);
 
         k = detector_feed(m->detector, r, NULL);
         if (k < 0)
@@ -88,6 +153,17 @@ static bool manager_is_drained(Manager *m) {
         return (!m->replay || replay_is_done(m->replay)) && store_is_idle(m->store);
 }
 
+/* Every way out goes through here, while the bus is still up: State goes to "stopping", and the
+ * anomaly events still open are closed now rather than after the loop, so that AnomalyDetected
+ * goes out for them too before the bus is flushed and closed. */
+static void manager_stop(Manager *m, int code) {
+        m->stopping = true;
+        manager_bus_publish_state(m);
+        if (m->detector)
+                detector_flush(m->detector);
+        (void) sd_event_exit(m->event, code);
+}
+
 static void manager_exit_if_drained(Manager *m) {
         StoreStats st;
 
@@ -101,7 +177,7 @@ static void manager_exit_if_drained(Manager *m) {
                  " evicted delivered, %" PRIu64 " evicted undelivered, %" PRIu64 " dropped on write errors; exiting.",
                  m->readings_received, m->replay ? replay_malformed(m->replay) : 0, m->anomaly_events,
                  st.committed, st.duplicates, st.evicted_delivered, st.evicted_undelivered, st.write_failed);
-        (void) sd_event_exit(m->event, EXIT_SUCCESS);
+        manager_stop(m, EXIT_SUCCESS);
 }
 
 static void manager_on_store_committed(Store *s, uint64_t last_id, void *userdata) {
@@ -109,6 +185,7 @@ static void manager_on_store_committed(Store *s, uint64_t last_id, void *userdat
 }
 
 static void manager_on_store_state(Store *s, int error, const char *message, void *userdata) {
+        Manager *m = userdata;
         StoreStats st;
 
         store_get_stats(s, &st);
@@ -118,6 +195,7 @@ static void manager_on_store_state(Store *s, int error, const char *message, voi
         else
                 log_notice("Store recovered: %" PRIu64 " readings committed, %" PRIu64 " dropped while degraded.",
                            st.committed, st.write_failed);
+        manager_bus_publish_state(m);
 }
 
 static int manager_open_store(Manager *m) {
@@ -276,7 +354,42 @@ static int manager_setup_watchdog(Manager *m) {
         return 0;
 }
 
-int manager_reload(Manager *m) {
+DetectorSettings manager_get_detector_settings(const Manager *m) {
+        return manager_detector_settings(m->config);
+}
+
+int manager_set_detector_settings(Manager *m, const DetectorSettings *s) {
+        const char *changed[5];
+        size_t n = 0;
+        int k;
+
+        k = detector_set_settings(m->detector, s);
+        if (k < 0)
+                return k;
+
+        if (s->window != m->config->window) {
+                log_notice("Detector Window= changed from %u to %u: every window restarts empty.",
+                           m->config->window, s->window);
+                changed[n++] = "Window";
+        }
+        if (s->threshold != m->config->threshold)
+                changed[n++] = "Threshold";
+        if (s->min_samples != m->config->min_samples)
+                changed[n++] = "MinSamples";
+        if (s->min_stddev != m->config->min_stddev)
+                changed[n++] = "MinStdDev";
+        changed[n] = NULL;
+
+        m->config->window = s->window;
+        m->config->min_samples = s->min_samples;
+        m->config->threshold = s->threshold;
+        m->config->min_stddev = s->min_stddev;
+        if (n > 0)
+                manager_bus_publish_settings(m, (char **) changed);
+        return 0;
+}
+
+int manager_reload(Manager *m, char **ret_error) {
         _cleanup_(config_freep) Config *c = NULL;
         DetectorSettings settings;
         int k;
@@ -284,21 +397,20 @@ int manager_reload(Manager *m) {
         log_info("Reloading configuration from %s.", m->config_path);
         (void) sd_notify(false, "RELOADING=1");
 
-        k = manager_load_config(m, LOG_ERR, &c);
+        k = manager_load_config(m, LOG_ERR, &c, ret_error);
         if (k < 0) {
                 log_error_errno(k, "Configuration is invalid, keeping the running one.");
                 goto finish;
         }
 
         settings = manager_detector_settings(c);
-        k = detector_set_settings(m->detector, &settings);
+        k = manager_set_detector_settings(m, &settings);
         if (k < 0) {
                 log_error_errno(k, "Failed to apply the detector settings, keeping the running configuration: %m");
+                if (ret_error)
+                        *ret_error = strdup("The detector refused the settings.");
                 goto finish;
         }
-        if (c->window != m->config->window)
-                log_notice("Detector Window= changed from %u to %u: every window restarts empty.",
-                           m->config->window, c->window);
         if (!streq_ptr(c->store_path, m->config->store_path) || c->store_max_size != m->config->store_max_size ||
             c->store_commit_interval != m->config->store_commit_interval ||
             c->store_commit_readings != m->config->store_commit_readings ||
@@ -320,7 +432,7 @@ finish:
 }
 
 static int manager_on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        (void) manager_reload(userdata);
+        (void) manager_reload(userdata, NULL);
         return 0;
 }
 
@@ -328,7 +440,7 @@ static int manager_on_exit_signal(sd_event_source *s, const struct signalfd_sigi
         Manager *m = userdata;
 
         log_info("Received %s, stopping.", strsignal((int) si->ssi_signo));
-        (void) sd_event_exit(m->event, EXIT_SUCCESS);
+        manager_stop(m, EXIT_SUCCESS);
         return 0;
 }
 
@@ -366,7 +478,7 @@ int manager_start(Manager *m) {
         DetectorSettings settings;
         int k;
 
-        k = manager_load_config(m, LOG_ERR, &m->config);
+        k = manager_load_config(m, LOG_ERR, &m->config, NULL);
         if (k < 0)
                 return log_error_errno(k, "Configuration %s is invalid, refusing to start.", m->config_path);
         manager_log_settings(m->config);
@@ -380,6 +492,10 @@ int manager_start(Manager *m) {
         if (k < 0)
                 return log_error_errno(k, "Failed to set up the detector: %m");
 
+        k = device_registry_new(DEVICES_MAX, &m->devices);
+        if (k < 0)
+                return log_error_errno(k, "Failed to set up the device registry: %m");
+
         k = manager_start_replay(m);
         if (k < 0)
                 return k;
@@ -392,14 +508,62 @@ int manager_start(Manager *m) {
         if (k < 0)
                 return log_error_errno(k, "Failed to set up the watchdog: %m");
 
+        /* Last, so that the bus never shows a gateway that is not there yet. Without a bus the
+         * gateway keeps collecting data: this only fails when the loop itself does. */
+        k = manager_connect_bus(m);
+        if (k < 0)
+                return log_error_errno(k, "Failed to set up the D-Bus connection: %m");
+
         return 0;
+}
+
+GatewayState manager_get_state(const Manager *m) {
+        if (m->stopping)
+                return GATEWAY_STOPPING;
+        if (!m->ready)
+                return GATEWAY_STARTING;
+        if (m->store && store_is_degraded(m->store))
+                return GATEWAY_DEGRADED;
+        return GATEWAY_RUNNING;
+}
+
+void manager_get_counters(Manager *m, GatewayCounters *ret) {
+        StoreStats st;
+        uint64_t oldest = 0;
+
+        store_get_stats(m->store, &st);
+        if (store_get_oldest_undelivered(m->store, &oldest) <= 0)
+                oldest = 0;
+
+        *ret = (GatewayCounters) {
+                .readings_received = m->readings_received,
+                .readings_stored = st.committed,
+                .buffered_readings = st.buffered,
+                .undelivered_readings = st.undelivered,
+                .buffer_bytes = st.size,
+                .oldest_undelivered_usec = oldest,
+                .readings_dropped = st.evicted_undelivered + st.write_failed,
+                .anomalies_detected = m->anomaly_events,
+                .untracked_readings = m->devices->untracked,
+        };
+}
+
+void manager_notify_ready(Manager *m) {
+        if (m->ready)
+                return;
+        m->ready = true;
+        (void) sd_notify(false, "READY=1\nSTATUS=Running.");
+        log_info("blegated " PACKAGE_VERSION " running.");
+        manager_bus_publish_state(m);
 }
 
 int manager_run(Manager *m) {
         int k;
 
-        (void) sd_notify(false, "READY=1\nSTATUS=Running.");
-        log_info("blegated " PACKAGE_VERSION " running.");
+        /* With a bus, READY=1 waits until the name request is answered, so that a unit ordered
+         * after us finds the API; manager-bus.c sends it then. */
+        if (!m->bus_requesting_name)
+                manager_notify_ready(m);
 
         k = sd_event_loop(m->event);
 
@@ -421,9 +585,13 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        /* The bus first: its callbacks point into the stages. */
+        manager_disconnect_bus(m);
         replay_free(m->replay);
         detector_free(m->detector);
         store_free(m->store);
+        device_registry_free(m->devices);
+        free(m->sinks); /* the sinks own their SinkStatus */
         sd_event_source_disable_unref(m->status_timer);
         sd_event_source_disable_unref(m->watchdog_timer);
         sd_event_source_disable_unref(m->sighup_source);

@@ -3,6 +3,7 @@
  * blegatectl: the command line of blegate. This file only dispatches to the verbs; each verb
  * lives in its own file (analyze.c: the offline analysis of a recording; decode.c: sensor bytes
  * to readings).
+ * bus-verbs.c holds the commands that query and steer the running daemon over D-Bus.
  */
 
 #include <getopt.h>
@@ -21,6 +22,14 @@ typedef struct Verb {
 } Verb;
 
 static const Verb verbs[] = {
+        { "status",    verb_status,    "Show the running gateway's state, counters and settings" },
+        { "devices",   verb_devices,   "List the devices the gateway has heard from" },
+        { "anomalies", verb_anomalies, "List the anomaly events in the gateway's store" },
+        { "sinks",     verb_sinks,     "List the uplinks and their delivery state" },
+        { "watch",     verb_watch,     "Follow anomaly events live until Ctrl-C" },
+        { "set",       verb_set,       "Change the detector's threshold or window at once (root)" },
+        { "flush",     verb_flush,     "Commit what the gateway holds in memory now (root)" },
+        { "reload",    verb_reload,    "Make the gateway re-read its configuration (root)" },
         { "analyze", verb_analyze, "Score a recording offline (streaming or the notebook's batch z-score)" },
         { "decode",  verb_decode,  "Decode a value a sensor sent (hex) into readings, as JSON" },
 };
