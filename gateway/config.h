@@ -15,6 +15,11 @@
 
 #include "macro.h"
 
+/* Window= and MinSamples= limits, shared with whatever else sets them (the D-Bus API), so a
+ * value set there survives the next reload's validation. */
+#define CONFIG_WINDOW_MIN 2U
+#define CONFIG_WINDOW_MAX 100000U
+
 typedef struct Config {
         char *store_path;
         uint64_t store_max_size;          /* bytes */

@@ -38,11 +38,6 @@
 #define BUS_RETRY_MAX_USEC (UINT64_C(60) * 1000 * 1000)
 #define BUS_PUBLISH_INTERVAL_USEC (UINT64_C(1) * 1000 * 1000)
 
-/* The range blegate.conf(5) allows for Window= (config.c), so a written value survives the
- * next reload's validation. */
-#define BUS_WINDOW_MIN 2U
-#define BUS_WINDOW_MAX 100000U
-
 /* RequestName()'s answers (the D-Bus specification). */
 #define NAME_PRIMARY_OWNER 1U
 #define NAME_ALREADY_OWNER 4U
@@ -139,9 +134,9 @@ static int property_set_window(sd_bus *bus, const char *path, const char *interf
         k = sd_bus_message_read(value, "u", &n);
         if (k < 0)
                 return k;
-        if (n < BUS_WINDOW_MIN || n > BUS_WINDOW_MAX)
+        if (n < CONFIG_WINDOW_MIN || n > CONFIG_WINDOW_MAX)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Window must be in %u..%u, not %" PRIu32 ".",
-                                         BUS_WINDOW_MIN, BUS_WINDOW_MAX, n);
+                                         CONFIG_WINDOW_MIN, CONFIG_WINDOW_MAX, n);
 
         /* MinSamples follows the window when it equals it (the default, "MinSamples=" unset),
          * and can never exceed it. */

@@ -102,7 +102,8 @@ static void manager_on_anomaly(const AnomalyEvent *e, void *userdata) {
 
         m->anomaly_events++;
         (void) device_registry_add_anomaly(m->devices, e, NULL);
-        k = store_append_anomaly(m->store, e);
+        /* An event closed by a reading the store had already was stored with that reading. */
+        k = m->feeding_duplicate ? 0 : store_append_anomaly(m->store, e);
         if (k < 0)
                 log_warning_errno(k, "Failed to queue the anomaly event of %s for the store, ignoring: %m", e->device);
         manager_bus_send_anomaly(m, e);
@@ -136,15 +137,21 @@ static void manager_on_reading(const Reading *r, void *userdata) {
         m->readings_received++;
         manager_track_device(m, r);
 
+        /* A reading the store has already (a replay read again after a crash, a Ruuvi advert
+         * heard twice) still goes to the detector, to rebuild its windows, but the events it
+         * closes were stored with it before. Scored first, then queued: an event closed by
+         * this reading is queued before it, so both are committed together or not at all. */
+        m->feeding_duplicate = store_has_reading(m->store, r);
         k = detector_feed(m->detector, r, NULL);
         if (k < 0)
                 log_warning_errno(k, "Failed to score reading %" PRIu64 " of %s, ignoring: %m", r->seq, r->device);
 
-        /* Stored even when it could not be scored: losing nothing comes first. */
+        /* Queued even when it could not be scored: losing nothing comes first. */
         k = store_append(m->store, r);
         if (k < 0)
                 log_warning_errno(k, "Failed to queue reading %" PRIu64 " of %s for the store, dropping it: %m",
                                   r->seq, r->device);
+        m->feeding_duplicate = false;
 }
 
 /* True once every reading taken in has been handled by every stage downstream: the replay has
@@ -189,7 +196,13 @@ static void manager_on_store_state(Store *s, int error, const char *message, voi
         StoreStats st;
 
         store_get_stats(s, &st);
-        if (error < 0)
+        if (error == -EBADMSG) {
+                /* Damage found while running: retrying cannot mend it, a restart's check moves the
+                 * file aside and starts a fresh one. systemd restarts us. */
+                log_crit_errno(error, "Store damaged while running (%s), exiting so that a restart replaces it.",
+                               strempty(message));
+                manager_stop(m, EXIT_FAILURE);
+        } else if (error < 0)
                 log_error_errno(error, "Store degraded (%s: %m): keeping new readings in memory and retrying.",
                                 strempty(message));
         else

@@ -1146,6 +1146,16 @@ static bool store_retry_is_due(const Store *s) {
         return s->degraded && !s->timer && now_usec(CLOCK_MONOTONIC) >= s->retry_at_usec;
 }
 
+bool store_has_reading(const Store *s, const Reading *r) {
+        const StoreDevice *d;
+
+        assert(s);
+        assert(r);
+
+        d = idmap_get(s->devices_by_name, r->device);
+        return d && r->seq <= d->last_seq;
+}
+
 int store_append(Store *s, const Reading *r) {
         PendingReading *p;
         StoreDevice *d;

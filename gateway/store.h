@@ -149,6 +149,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Store *, store_free);
  * without a valid device id, or -ENOMEM. A commit failure is not an error here: it makes the
  * store degraded and the reading stays queued. */
 int store_append(Store *s, const Reading *r);
+/* Whether store_append() would skip r as a duplicate: the store has (or has queued) it already. */
+bool store_has_reading(const Store *s, const Reading *r);
 /* Queues an anomaly event, committed with the next batch. 0, -EINVAL or -ENOMEM. */
 int store_append_anomaly(Store *s, const AnomalyEvent *e);
 /* Commits everything queued now (readings, anomalies, sink cursors). 0 on success (also with

@@ -312,8 +312,12 @@ static void test_duplicates(void) {
         s = open_store(NULL, &settings);
         for (uint64_t i = 10; i <= 20; i++) {
                 r = make_reading("a", i);
+                ASSERT_EQ(store_has_reading(s, &r), i <= 15);
                 ASSERT_EQ(store_append(s, &r), i > 15);
+                ASSERT_TRUE(store_has_reading(s, &r));
         }
+        r = make_reading("never-seen", 1);
+        ASSERT_FALSE(store_has_reading(s, &r));
         r = make_reading("b", 3);
         ASSERT_EQ(store_append(s, &r), 0);
         r = make_reading("b", 4);

@@ -89,6 +89,19 @@ class Store(TestCase):
         self.assertEqual(self.check_db(db, rows), rows)
         self.assertIn(f"{rows - before} readings committed, {before} duplicates skipped", d.output())
 
+        # The anomaly events too are stored once each: the same ones as an uninterrupted run's.
+        clean = self.write("clean.conf", f"[Store]\nPath={self.path('clean.db')}\n")
+        d = self.start("--config", clean, "--replay", rec, "--speed", "0", "--drain-and-exit")
+        self.assertEqual(d.wait(120), 0, d.output())
+        events = []
+        for path in (db, self.path("clean.db")):
+            con = sqlite3.connect(path)
+            events.append(con.execute("SELECT device, channel, start_seq, end_seq, count, peak_z FROM anomalies "
+                                      "ORDER BY device, channel, start_seq").fetchall())
+            con.close()
+        self.assertGreater(len(events[1]), 100)
+        self.assertEqual(events[0], events[1])
+
     def test_copy_at_a_random_instant_opens_with_every_committed_batch(self):
         rows = 300000
         rec = generate(self.path("rec.csv"), rows)
