@@ -807,6 +807,23 @@ static void store_schedule(Store *s) {
 
 /* Deletes the rows up to an id from readings or anomalies in one transaction, recording the
  * last ids in the state row first, since the deletion may take the newest row. */
+/* Commits the open transaction if everything in it went well (rc), else rolls it back; returns
+ * 0 or the negative errno of the failure, with the store's message set. */
+static int store_end_transaction(Store *s, int rc) {
+        if (rc == SQLITE_OK)
+                rc = stmt_run(s->stmt[STMT_COMMIT]);
+        if (rc != SQLITE_OK) {
+                int k = store_errno(s->db, rc);
+
+                store_set_message(s);
+                /* After SQLITE_FULL or an I/O error SQLite may already have rolled back. */
+                if (!sqlite3_get_autocommit(s->db))
+                        (void) stmt_run(s->stmt[STMT_ROLLBACK]);
+                return k;
+        }
+        return 0;
+}
+
 static int store_delete_upto(Store *s, StoreStatement delete, uint64_t upto) {
         sqlite3_stmt *state = s->stmt[STMT_UPDATE_STATE];
         int rc;
@@ -821,17 +838,7 @@ static int store_delete_upto(Store *s, StoreStatement delete, uint64_t upto) {
                 (void) sqlite3_bind_int64(s->stmt[delete], 1, (sqlite3_int64) upto);
                 rc = stmt_run(s->stmt[delete]);
         }
-        if (rc == SQLITE_OK)
-                rc = stmt_run(s->stmt[STMT_COMMIT]);
-        if (rc != SQLITE_OK) {
-                int k = store_errno(s->db, rc);
-
-                store_set_message(s);
-                if (!sqlite3_get_autocommit(s->db))
-                        (void) stmt_run(s->stmt[STMT_ROLLBACK]);
-                return k;
-        }
-        return 0;
+        return store_end_transaction(s, rc);
 }
 
 /* Deletes the oldest n readings (fewer if delivered_only and not all of them are delivered),
@@ -1041,18 +1048,7 @@ static int store_write(Store *s) {
                 rc = stmt_run(st);
         }
 
-        if (rc == SQLITE_OK)
-                rc = stmt_run(s->stmt[STMT_COMMIT]);
-        if (rc != SQLITE_OK) {
-                int k = store_errno(s->db, rc);
-
-                store_set_message(s);
-                /* After SQLITE_FULL or an I/O error SQLite may already have rolled back. */
-                if (!sqlite3_get_autocommit(s->db))
-                        (void) stmt_run(s->stmt[STMT_ROLLBACK]);
-                return k;
-        }
-        return 0;
+        return store_end_transaction(s, rc);
 }
 
 static void store_written(Store *s) {
