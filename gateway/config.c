@@ -62,6 +62,8 @@ static const Config config_defaults = {
         .replay_file = NULL,
         .replay_speed = 1.0,
         .status_interval = 0.0,
+        .ble_enable = true,
+        .ble_adapters = NULL,
 };
 
 #define DEFAULT_FIELD(item) ((const void *) ((const uint8_t *) &config_defaults + (item)->offset))
@@ -187,9 +189,8 @@ static int parse_path(const ConfigItem *item, const char *value, void *field, ch
         return parse_string(item, value, field, expected, size);
 }
 
-/* No key is a boolean yet; the first boolean row drops the attribute. Case-insensitive, like
- * systemd's parse_boolean(). */
-_unused_ static int parse_bool(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
+/* Case-insensitive, like systemd's parse_boolean(). */
+static int parse_bool(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
         static const char *const yes[] = { "yes", "true", "on", "1" }, *const no[] = { "no", "false", "off", "0" };
         bool *b = field;
 
@@ -211,6 +212,43 @@ _unused_ static int parse_bool(const ConfigItem *item, const char *value, void *
         return -EINVAL;
 }
 
+/* Adapter names as the kernel gives them ("hci0"): letters, digits and '_', separated by blanks.
+ * Stored as written, minus surplus blanks; the BLE source splits it. */
+static int parse_adapters(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
+        _cleanup_free_ char *v = NULL;
+        char **s = field;
+        size_t n = 0;
+
+        v = new(char, strlen(value) + 1);
+        if (!v)
+                return -ENOMEM;
+        for (const char *p = value; *p;) {
+                size_t k;
+
+                p += strspn(p, WHITESPACE);
+                k = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" DIGITS "_");
+                if (k == 0 && *p != '\0')
+                        goto fail;
+                if (k == 0)
+                        break;
+                if (p[k] != '\0' && !strchr(WHITESPACE, p[k]))
+                        goto fail;
+                if (n > 0)
+                        v[n++] = ' ';
+                memcpy(v + n, p, k);
+                n += k;
+                p += k;
+        }
+        v[n] = '\0';
+
+        free(*s);
+        *s = n > 0 ? TAKE_PTR(v) : NULL; /* empty: every adapter, the default */
+        return 0;
+fail:
+        snprintf(expected, size, "adapter names such as hci0, separated by spaces");
+        return -EINVAL;
+}
+
 #define ROW(section, key, parse, field, ...) { section, key, parse, offsetof(Config, field), __VA_ARGS__ }
 
 /* Keep in step with blegate.conf(5) and units/blegate.conf. */
@@ -226,6 +264,8 @@ static const ConfigItem config_items[] = {
         ROW("Replay",   "File",           parse_path,     replay_file),
         ROW("Replay",   "Speed",          parse_double,   replay_speed,    .min = 0, .max = INFINITY),
         ROW("Gateway",  "StatusInterval", parse_double,   status_interval, .min = 0, .max = 86400),
+        ROW("BLE",      "Enable",         parse_bool,     ble_enable),
+        ROW("BLE",      "Adapters",       parse_adapters, ble_adapters),
 };
 
 static const ConfigItem *config_item_find(const char *section, const char *key) {
@@ -501,6 +541,7 @@ Config *config_free(Config *c) {
                 return NULL;
         free(c->store_path);
         free(c->replay_file);
+        free(c->ble_adapters);
         return mfree(c);
 }
 

@@ -32,6 +32,8 @@ typedef struct Config {
         char *replay_file;         /* NULL when unset */
         double replay_speed;
         double status_interval;    /* seconds, 0 = off */
+        bool ble_enable;
+        char *ble_adapters;        /* space-separated adapter names ("hci0 hci1"); NULL: all */
 } Config;
 
 /* One problem in one file. line is 0 when the problem is with the file as a whole (it cannot

@@ -308,6 +308,7 @@ static bool manager_bus_is_open(Manager *m) {
 }
 
 static void manager_bus_close(Manager *m) {
+        manager_detach_ble(m);
         m->bus_changes_timer = sd_event_source_disable_unref(m->bus_changes_timer);
         m->bus = sd_bus_flush_close_unref(m->bus);
         m->bus_requesting_name = false;
@@ -501,6 +502,7 @@ static int manager_bus_try_connect(Manager *m) {
         m->bus_state = manager_get_state(m);
         m->bus = TAKE_PTR(bus);
         m->bus_requesting_name = true;
+        manager_attach_ble(m);
         return 0;
 }
 

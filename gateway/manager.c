@@ -113,13 +113,27 @@ static void manager_on_anomaly(const AnomalyEvent *e, void *userdata) {
                    e->peak_value, e->peak_mean, e->peak_std);
 }
 
-static void manager_track_device(Manager *m, const Reading *r) {
+/* info: where a BLE reading came from, NULL for other sources. A new device gets its address
+ * and RSSI before it is announced on the bus. */
+static void manager_track_device(Manager *m, const Reading *r, const BleDeviceInfo *info) {
         uint64_t now = 0;
         Device *d;
         int k;
 
         (void) sd_event_now(m->event, CLOCK_REALTIME, &now);
         k = device_registry_add_reading(m->devices, r, now, &d);
+        if (k >= 0 && info) {
+                snprintf(d->address, sizeof(d->address), "%s", info->address);
+                d->rssi = info->rssi;
+                if (info->name && !streq_ptr(d->name, info->name)) {
+                        char *name = strdup(info->name);
+
+                        if (name) {
+                                free(d->name);
+                                d->name = name;
+                        }
+                }
+        }
         if (k > 0)
                 manager_bus_add_device(m, d);
         else if (k == -ENOSPC && m->devices->untracked == 1)
@@ -130,12 +144,11 @@ static void manager_track_device(Manager *m, const Reading *r) {
                 log_warning_errno(k, "Failed to track device %s, ignoring: %m", r->device);
 }
 
-static void manager_on_reading(const Reading *r, void *userdata) {
-        Manager *m = userdata;
+static void manager_feed(Manager *m, const Reading *r, const BleDeviceInfo *info) {
         int k;
 
         m->readings_received++;
-        manager_track_device(m, r);
+        manager_track_device(m, r, info);
 
         /* A reading the store has already (a replay read again after a crash, a Ruuvi advert
          * heard twice) still goes to the detector, to rebuild its windows, but the events it
@@ -152,6 +165,89 @@ static void manager_on_reading(const Reading *r, void *userdata) {
                 log_warning_errno(k, "Failed to queue reading %" PRIu64 " of %s for the store, dropping it: %m",
                                   r->seq, r->device);
         m->feeding_duplicate = false;
+}
+
+static void manager_on_reading(const Reading *r, void *userdata) {
+        manager_feed(userdata, r, NULL);
+}
+
+static void manager_on_ble_reading(const Reading *r, const BleDeviceInfo *info, void *userdata) {
+        manager_feed(userdata, r, info);
+}
+
+/* Each BLE event is logged once here. Recoveries are notices, so "journalctl -p notice" shows
+ * every time the BLE stack had to be healed. */
+static void manager_on_ble_event(BleEvent event, const char *object, int error, const char *message,
+                                 void *userdata) {
+        Manager *m = userdata;
+        BleStats st;
+
+        ble_get_stats(m->ble, &st);
+        switch (event) {
+        case BLE_BLUEZ_MISSING:
+                log_info("BlueZ (org.bluez) is not on the bus, waiting for it; readings from other sources go on.");
+                break;
+        case BLE_BLUEZ_APPEARED:
+                log_info("BlueZ is on the bus, reading its adapters.");
+                break;
+        case BLE_BLUEZ_RETURNED:
+                log_notice("BlueZ is back on the bus, re-reading its adapters (recovery %" PRIu64 ").", st.recoveries);
+                break;
+        case BLE_BLUEZ_VANISHED:
+                log_warning("BlueZ left the bus, waiting for it to come back.");
+                break;
+        case BLE_ENUMERATE_FAILED:
+                log_warning_errno(error, "Failed to read BlueZ's objects (%s), retrying: %m", strempty(message));
+                break;
+        case BLE_ADAPTER_FOUND:
+                log_info("Adapter %s found%s%s.", object, message ? ", " : "", strempty(message));
+                break;
+        case BLE_ADAPTER_ADDED:
+                log_notice("Adapter %s added%s%s, starting discovery (recovery %" PRIu64 ").", object,
+                           message ? ", " : "", strempty(message), st.recoveries);
+                break;
+        case BLE_ADAPTER_REMOVED:
+                log_warning("Adapter %s removed, waiting for it to come back.", object);
+                break;
+        case BLE_ADAPTER_POWERED_OFF:
+                log_warning("Adapter %s powered off, waiting for it to come back.", object);
+                break;
+        case BLE_ADAPTER_POWERED_ON:
+                log_notice("Adapter %s powered on again, restarting discovery (recovery %" PRIu64 ").", object,
+                           st.recoveries);
+                break;
+        case BLE_DISCOVERY_STARTED:
+                log_info("Discovery started on %s.", object);
+                break;
+        case BLE_DISCOVERY_STOPPED:
+                log_notice("Discovery stopped by itself on %s, restarting it (recovery %" PRIu64 ").", object,
+                           st.recoveries);
+                break;
+        case BLE_DISCOVERY_FAILED:
+                log_warning_errno(error, "Failed to start discovery on %s (%s), retrying: %m", object,
+                                  strempty(message));
+                break;
+        default:
+                break;
+        }
+}
+
+void manager_attach_ble(Manager *m) {
+        static const BleCallbacks callbacks = {
+                .on_reading = manager_on_ble_reading,
+                .on_event = manager_on_ble_event,
+        };
+        int k;
+
+        if (m->ble || !m->bus || !m->config || !m->config->ble_enable)
+                return;
+        k = ble_new(m->bus, m->config->ble_adapters, &callbacks, m, &m->ble);
+        if (k < 0)
+                log_warning_errno(k, "Failed to set up BLE, running without it until the bus reconnects: %m");
+}
+
+void manager_detach_ble(Manager *m) {
+        m->ble = ble_free(m->ble);
 }
 
 /* True once every reading taken in has been handled by every stage downstream: the replay has
@@ -295,14 +391,23 @@ static int manager_on_status_timer(sd_event_source *s, uint64_t usec, void *user
         uint64_t readings = m->readings_received - m->status_last_readings;
         double secs = (double) (usec - m->status_last_usec) / 1e6;
 
+        char ble[160] = "";
         StoreStats st;
 
         store_get_stats(m->store, &st);
+        if (m->ble) {
+                BleStats bs;
+
+                ble_get_stats(m->ble, &bs);
+                snprintf(ble, sizeof(ble), "; BLE: %" PRIu64 " adverts, %" PRIu64 " repeats dropped, %" PRIu64
+                         " skipped, %" PRIu64 " malformed, %" PRIu64 " recoveries",
+                         bs.adverts, bs.duplicates, bs.skipped, bs.malformed, bs.recoveries);
+        }
         log_info("Status: %" PRIu64 " readings (%.0f/s), %zu devices, %" PRIu64 " anomaly events, %" PRIu64
-                 " buffered%s.",
+                 " buffered%s%s.",
                  m->readings_received, secs > 0 ? (double) readings / secs : 0.0,
                  detector_device_count(m->detector), m->anomaly_events, st.buffered,
-                 store_is_degraded(m->store) ? ", store degraded" : "");
+                 store_is_degraded(m->store) ? ", store degraded" : "", ble);
 
         m->status_last_readings = m->readings_received;
         m->status_last_usec = usec;
@@ -427,8 +532,9 @@ int manager_reload(Manager *m, char **ret_error) {
         if (!streq_ptr(c->store_path, m->config->store_path) || c->store_max_size != m->config->store_max_size ||
             c->store_commit_interval != m->config->store_commit_interval ||
             c->store_commit_readings != m->config->store_commit_readings ||
-            !streq_ptr(c->replay_file, m->config->replay_file) || c->replay_speed != m->config->replay_speed)
-                log_notice("[Store] and [Replay] settings take effect on restart.");
+            !streq_ptr(c->replay_file, m->config->replay_file) || c->replay_speed != m->config->replay_speed ||
+            c->ble_enable != m->config->ble_enable || !streq_ptr(c->ble_adapters, m->config->ble_adapters))
+                log_notice("[Store], [Replay] and [BLE] settings take effect on restart.");
 
         config_free(m->config);
         m->config = TAKE_PTR(c);

@@ -14,6 +14,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "ble.h"
 #include "config.h"
 #include "detector.h"
 #include "device.h"
@@ -76,6 +77,7 @@ typedef struct Manager {
         Config *config;
 
         Replay *replay;
+        Ble *ble;                /* while the bus is up and [BLE] Enable=yes */
         Detector *detector;
         Store *store;
         DeviceRegistry *devices;
@@ -127,5 +129,10 @@ DetectorSettings manager_get_detector_settings(const Manager *m);
 
 GatewayState manager_get_state(const Manager *m);
 void manager_get_counters(Manager *m, GatewayCounters *ret);
+/* The BLE source lives on the manager's bus connection: manager-bus.c calls these when the
+ * connection is up and before it closes. Failures are logged; the gateway runs on without BLE. */
+void manager_attach_ble(Manager *m);
+void manager_detach_ble(Manager *m);
+
 /* Sends READY=1 (once) and publishes the state: the stages are up and the bus name answered. */
 void manager_notify_ready(Manager *m);

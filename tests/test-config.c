@@ -72,6 +72,8 @@ static void assert_defaults(const Config *c, unsigned min_samples) {
         ASSERT_TRUE(c->replay_file == NULL);
         ASSERT_TRUE(c->replay_speed == 1.0);
         ASSERT_TRUE(c->status_interval == 0.0);
+        ASSERT_TRUE(c->ble_enable);
+        ASSERT_TRUE(c->ble_adapters == NULL);
 }
 
 static void test_defaults(void) {
@@ -400,6 +402,30 @@ static void test_empty_value_resets(void) {
         assert_defaults(c, 0);
 }
 
+static void test_ble(void) {
+        _cleanup_(config_freep) Config *c = NULL;
+        Reports reports;
+
+        ASSERT_OK(parse_text("[BLE]\nEnable=No\nAdapters=  hci1\thci0  \n", &c, &reports));
+        ASSERT_FALSE(c->ble_enable);
+        ASSERT_STREQ(c->ble_adapters, "hci1 hci0");
+        c = config_free(c);
+
+        /* Empty values reset: every adapter, enabled. */
+        ASSERT_OK(parse_text("[BLE]\nEnable=off\nAdapters=hci0\nEnable=\nAdapters=\n", &c, &reports));
+        ASSERT_TRUE(c->ble_enable);
+        ASSERT_TRUE(c->ble_adapters == NULL);
+
+        ASSERT_STREQ(assert_one_error("[BLE]\nEnable=maybe\n", 2),
+                     "Invalid value for Enable= 'maybe': expected a boolean (yes/no, true/false, on/off, 1/0)");
+        ASSERT_STREQ(assert_one_error("[BLE]\nAdapters=hci0,hci1\n", 2),
+                     "Invalid value for Adapters= 'hci0,hci1': expected adapter names such as hci0, separated by "
+                     "spaces");
+        ASSERT_STREQ(assert_one_error("[BLE]\nAdapters=/org/bluez/hci0\n", 2),
+                     "Invalid value for Adapters= '/org/bluez/hci0': expected adapter names such as hci0, "
+                     "separated by spaces");
+}
+
 static void mkdir_dropins(const char *name) {
         char path[PATH_MAX];
 
@@ -548,7 +574,7 @@ static void test_shipped_config(void) {
                         fputs(key ? line + 1 : line, out);
                 }
         }
-        ASSERT_EQ(keys, 11); /* every key of the table in config.c */
+        ASSERT_EQ(keys, 13); /* every key of the table in config.c */
         ASSERT_OK(parse_text(text, &c, &reports));
         ASSERT_OK(config_new(&d));
         assert_defaults(c, 0);
@@ -563,6 +589,7 @@ int main(void) {
         test_unknown_and_syntax();
         test_long_line();
         test_empty_value_resets();
+        test_ble();
         test_dropins();
         test_missing_main();
         test_min_samples_across_files();

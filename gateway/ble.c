@@ -1,0 +1,908 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The BlueZ client (see ble.h). State comes in three layers, each dropped with what it mirrors:
+ * whether org.bluez has an owner (matches on NameOwnerChanged), the adapters that owner
+ * exports (one BleAdapter each, with its pending call and retry timer), and our own memory of
+ * devices by address (sequence state), which outlives both. The matches are added before the
+ * first GetNameOwner and GetManagedObjects: the bus handles our messages in order, so no signal
+ * can fall between the snapshot and the matches.
+ *
+ * Adverts: with DuplicateData=true, BlueZ emits PropertiesChanged(ManufacturerData) on every
+ * advert heard, so the hot path is one signal, one dictionary walk, one decode and one lookup.
+ * Devices without key 0x0499 cost a walk over their changed properties and nothing else.
+ */
+
+#include <ctype.h>
+#include <string.h>
+#include <systemd/sd-event.h>
+
+#include "ble.h"
+#include "idmap.h"
+#include "profile-ruuvi.h"
+
+#define BLUEZ_NAME "org.bluez"
+#define BLUEZ_ADAPTER "org.bluez.Adapter1"
+#define BLUEZ_DEVICE "org.bluez.Device1"
+#define BLUEZ_ERROR_IN_PROGRESS "org.bluez.Error.InProgress"
+#define BLUEZ_ERROR_NOT_READY "org.bluez.Error.NotReady"
+
+#define BLE_CALL_TIMEOUT_USEC (UINT64_C(10) * 1000 * 1000)
+#define BLE_RETRY_MIN_USEC (UINT64_C(1) * 1000 * 1000)
+#define BLE_RETRY_MAX_USEC (UINT64_C(30) * 1000 * 1000)
+/* After Discovering=false we did not ask for: BlueZ itself restarts a stopped scan after 5 s,
+ * we go first but not in a loop. */
+#define BLE_RESTART_USEC (UINT64_C(1) * 1000 * 1000)
+
+/* Adverts are at most 31 bytes; a longer value is not an advert we can read. */
+#define BLE_ADVERT_MAX 31
+
+typedef struct BleAdapter BleAdapter;
+
+static inline bool isempty(const char *s) {
+        return !s || !*s;
+}
+
+typedef struct BleDevice {
+        char key[DEVICE_ID_MAX + 1];       /* the address in lower-case hex, no colons */
+        char address[18];                  /* "AA:BB:CC:DD:EE:FF" */
+        int16_t rssi;
+        char name[BLE_NAME_MAX + 1];       /* "" when none */
+        bool have_seq;
+        uint16_t last_sensor_seq;
+        uint64_t seq;                      /* the last reading's unwrapped seq */
+        size_t last_size;                  /* the last advert, for formats without a sequence */
+        uint8_t last_data[BLE_ADVERT_MAX];
+} BleDevice;
+
+struct BleAdapter {
+        Ble *ble;
+        char *path;
+        const char *name;                  /* within path: "hci0" */
+        bool powered;
+        bool discovering;                  /* as BlueZ last said */
+        bool started;                      /* our StartDiscovery succeeded and was not undone */
+        sd_bus_slot *call;                 /* the pending SetDiscoveryFilter or StartDiscovery */
+        sd_event_source *retry;
+        uint64_t retry_usec;               /* the next failure's delay */
+};
+
+struct Ble {
+        sd_bus *bus;
+        sd_event *event;
+        BleCallbacks cb;
+        void *userdata;
+        char **wanted;                     /* adapter names; NULL: all */
+
+        sd_bus_slot *match_owner, *match_added, *match_removed, *match_changed;
+        sd_bus_slot *call;                 /* GetNameOwner or GetManagedObjects */
+        sd_event_source *retry;            /* GetManagedObjects after a failure */
+        uint64_t retry_usec;
+        bool present;                      /* org.bluez has an owner */
+        bool was_present;                  /* it had one before: its return is a recovery */
+        bool enumerating;                  /* GetManagedObjects is pending */
+
+        BleAdapter **adapters;
+        size_t n_adapters;
+        IdMap *devices;                    /* key -> BleDevice */
+
+        BleStats stats;
+};
+
+static void ble_event(Ble *b, BleEvent event, const char *object, int error, const char *message) {
+        if (b->cb.on_event)
+                b->cb.on_event(event, object, error, message, b->userdata);
+}
+
+static bool ble_wants(const Ble *b, const char *name) {
+        if (!b->wanted)
+                return true;
+        for (char **w = b->wanted; *w; w++)
+                if (streq(*w, name))
+                        return true;
+        return false;
+}
+
+static BleAdapter *adapter_free(BleAdapter *a) {
+        if (!a)
+                return NULL;
+        sd_bus_slot_unref(a->call);
+        sd_event_source_disable_unref(a->retry);
+        free(a->path);
+        return mfree(a);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(BleAdapter *, adapter_free);
+
+static BleAdapter *ble_find_adapter(const Ble *b, const char *path, size_t *ret_index) {
+        for (size_t i = 0; i < b->n_adapters; i++)
+                if (streq(b->adapters[i]->path, path)) {
+                        if (ret_index)
+                                *ret_index = i;
+                        return b->adapters[i];
+                }
+        return NULL;
+}
+
+/* The adapter a device path lies under ("/org/bluez/hci0/dev_..."), if it is one of ours. */
+static BleAdapter *ble_find_parent(const Ble *b, const char *path) {
+        for (size_t i = 0; i < b->n_adapters; i++) {
+                size_t n = strlen(b->adapters[i]->path);
+
+                if (strncmp(path, b->adapters[i]->path, n) == 0 && path[n] == '/')
+                        return b->adapters[i];
+        }
+        return NULL;
+}
+
+static void ble_drop_adapters(Ble *b) {
+        for (size_t i = 0; i < b->n_adapters; i++)
+                adapter_free(b->adapters[i]);
+        b->adapters = mfree(b->adapters);
+        b->n_adapters = 0;
+}
+
+static int adapter_start_discovery(BleAdapter *a);
+
+static int on_adapter_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void) adapter_start_discovery(userdata);
+        return 0;
+}
+
+static void adapter_schedule(BleAdapter *a, uint64_t delay) {
+        int k;
+
+        if (!a->retry)
+                k = sd_event_add_time_relative(a->ble->event, &a->retry, CLOCK_MONOTONIC, delay, 0, on_adapter_retry, a);
+        else
+                k = sd_event_source_set_time_relative(a->retry, delay);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(a->retry, SD_EVENT_ONESHOT);
+        if (k < 0)
+                ble_event(a->ble, BLE_DISCOVERY_FAILED, a->name, k, "cannot schedule a retry");
+}
+
+/* A call failed: report it and try again later, each time twice as late. */
+static void adapter_failed(BleAdapter *a, const sd_bus_error *e, int error) {
+        char message[256];
+
+        snprintf(message, sizeof(message), "%s: %s", e->name, e->message ?: "");
+        ble_event(a->ble, BLE_DISCOVERY_FAILED, a->name, error, message);
+        adapter_schedule(a, a->retry_usec);
+        a->retry_usec = MIN(a->retry_usec * 2, BLE_RETRY_MAX_USEC);
+}
+
+/* NotReady: powering off, or not yet powered on. Usually Powered=false follows, which cancels the
+ * retry, and Powered=true brings us back; retried quietly in case BlueZ says nothing. */
+static void adapter_not_ready(BleAdapter *a) {
+        adapter_schedule(a, a->retry_usec);
+        a->retry_usec = MIN(a->retry_usec * 2, BLE_RETRY_MAX_USEC);
+}
+
+static int on_start_discovery_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        BleAdapter *a = userdata;
+
+        a->call = sd_bus_slot_unref(a->call);
+        /* InProgress: our session exists already (one per client), which is what we want. */
+        if (e && !sd_bus_error_has_name(e, BLUEZ_ERROR_IN_PROGRESS)) {
+                if (sd_bus_error_has_name(e, BLUEZ_ERROR_NOT_READY))
+                        adapter_not_ready(a);
+                else
+                        adapter_failed(a, e, sd_bus_message_get_errno(reply));
+                return 0;
+        }
+        a->started = true;
+        a->retry_usec = BLE_RETRY_MIN_USEC;
+        ble_event(a->ble, BLE_DISCOVERY_STARTED, a->name, 0, NULL);
+        return 0;
+}
+
+static int on_set_filter_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        BleAdapter *a = userdata;
+        int k;
+
+        a->call = sd_bus_slot_unref(a->call);
+        if (e) {
+                if (sd_bus_error_has_name(e, BLUEZ_ERROR_NOT_READY))
+                        adapter_not_ready(a);
+                else
+                        adapter_failed(a, e, sd_bus_message_get_errno(reply));
+                return 0;
+        }
+
+        k = sd_bus_message_new_method_call(a->ble->bus, &m, BLUEZ_NAME, a->path, BLUEZ_ADAPTER, "StartDiscovery");
+        if (k >= 0)
+                k = sd_bus_call_async(a->ble->bus, &a->call, m, on_start_discovery_reply, a, BLE_CALL_TIMEOUT_USEC);
+        if (k < 0)
+                adapter_failed(a, &SD_BUS_ERROR_MAKE_CONST(SD_BUS_ERROR_FAILED, "cannot send StartDiscovery"), k);
+        return 0;
+}
+
+/* SetDiscoveryFilter, then StartDiscovery. BlueZ forgets both whenever the adapter powers off,
+ * so this runs again after every power-on. DuplicateData must be given: BlueZ's default (false,
+ * whatever the documentation says) would report each manufacturer data value once. */
+static int adapter_start_discovery(BleAdapter *a) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int k;
+
+        if (!a->powered || a->call)
+                return 0;
+        a->started = false;
+
+        k = sd_bus_message_new_method_call(a->ble->bus, &m, BLUEZ_NAME, a->path, BLUEZ_ADAPTER, "SetDiscoveryFilter");
+        if (k >= 0)
+                k = sd_bus_message_append(m, "a{sv}", 2, "Transport", "s", "le", "DuplicateData", "b", 1);
+        if (k >= 0)
+                k = sd_bus_call_async(a->ble->bus, &a->call, m, on_set_filter_reply, a, BLE_CALL_TIMEOUT_USEC);
+        if (k < 0) {
+                adapter_failed(a, &SD_BUS_ERROR_MAKE_CONST(SD_BUS_ERROR_FAILED, "cannot send SetDiscoveryFilter"), k);
+                return k;
+        }
+        return 0;
+}
+
+/* Reads a variant holding one basic value of type `type` into ret: 1, or 0 when the variant holds
+ * something else (skipped: one odd property must not cost us the whole object). */
+static int read_variant_basic(sd_bus_message *m, char type, void *ret) {
+        const char contents[2] = { type, '\0' };
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'v', contents);
+        if (k == -ENXIO)
+                return sd_bus_message_skip(m, "v") < 0 ? -EBADMSG : 0;
+        if (k < 0)
+                return k;
+        k = sd_bus_message_read_basic(m, type, ret);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_exit_container(m);
+        return k < 0 ? k : 1;
+}
+
+/* Reads Powered and Discovering from an a{sv} of Adapter1; *ret_* untouched when absent. */
+static int adapter_read_properties(sd_bus_message *m, bool *ret_powered, bool *ret_discovering) {
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (k < 0)
+                return k;
+        while ((k = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *name;
+                int v;
+
+                k = sd_bus_message_read(m, "s", &name);
+                if (k < 0)
+                        return k;
+                if (streq(name, "Powered") || streq(name, "Discovering")) {
+                        k = read_variant_basic(m, 'b', &v);
+                        if (k < 0)
+                                return k;
+                        if (k > 0)
+                                *(streq(name, "Powered") ? ret_powered : ret_discovering) = v;
+                } else {
+                        k = sd_bus_message_skip(m, "v");
+                        if (k < 0)
+                                return k;
+                }
+                k = sd_bus_message_exit_container(m);
+                if (k < 0)
+                        return k;
+        }
+        if (k < 0)
+                return k;
+        return sd_bus_message_exit_container(m);
+}
+
+/* A new Adapter1 at path; m is at its a{sv}. */
+static int ble_add_adapter(Ble *b, const char *path, sd_bus_message *m, bool recovery) {
+        _cleanup_(adapter_freep) BleAdapter *a = NULL;
+        const char *name = strrchr(path, '/');
+        BleAdapter **list;
+        int k;
+
+        if (ble_find_adapter(b, path, NULL) || !name || !ble_wants(b, name + 1))
+                return sd_bus_message_skip(m, "a{sv}");
+
+        a = new0(BleAdapter, 1);
+        if (!a)
+                return -ENOMEM;
+        a->ble = b;
+        a->retry_usec = BLE_RETRY_MIN_USEC;
+        a->path = strdup(path);
+        if (!a->path)
+                return -ENOMEM;
+        a->name = a->path + (name + 1 - path);
+        k = adapter_read_properties(m, &a->powered, &a->discovering);
+        if (k < 0)
+                return k;
+
+        list = reallocarray(b->adapters, b->n_adapters + 1, sizeof(BleAdapter *));
+        if (!list)
+                return -ENOMEM;
+        b->adapters = list;
+        b->adapters[b->n_adapters++] = a;
+
+        if (recovery)
+                b->stats.recoveries++;
+        ble_event(b, recovery ? BLE_ADAPTER_ADDED : BLE_ADAPTER_FOUND, a->name, 0, a->powered ? NULL : "powered off");
+        (void) adapter_start_discovery(TAKE_PTR(a));
+        return 0;
+}
+
+static void ble_remove_adapter(Ble *b, const char *path) {
+        BleAdapter *a;
+        size_t i;
+
+        a = ble_find_adapter(b, path, &i);
+        if (!a)
+                return;
+        ble_event(b, BLE_ADAPTER_REMOVED, a->name, 0, NULL);
+        memmove(b->adapters + i, b->adapters + i + 1, (b->n_adapters - i - 1) * sizeof(BleAdapter *));
+        b->n_adapters--;
+        adapter_free(a);
+}
+
+static void adapter_update(BleAdapter *a, sd_bus_message *m) {
+        bool powered = a->powered, discovering = a->discovering;
+
+        if (adapter_read_properties(m, &powered, &discovering) < 0)
+                return;
+
+        if (powered != a->powered) {
+                a->powered = powered;
+                if (!powered) {
+                        /* BlueZ has dropped our session and filter: nothing to undo. */
+                        a->started = false;
+                        a->call = sd_bus_slot_unref(a->call);
+                        if (a->retry)
+                                (void) sd_event_source_set_enabled(a->retry, SD_EVENT_OFF);
+                        ble_event(a->ble, BLE_ADAPTER_POWERED_OFF, a->name, 0, NULL);
+                } else {
+                        a->ble->stats.recoveries++;
+                        a->retry_usec = BLE_RETRY_MIN_USEC;
+                        ble_event(a->ble, BLE_ADAPTER_POWERED_ON, a->name, 0, NULL);
+                        (void) adapter_start_discovery(a);
+                }
+        }
+
+        if (discovering != a->discovering) {
+                a->discovering = discovering;
+                if (!discovering && a->powered && a->started) {
+                        a->started = false;
+                        a->ble->stats.recoveries++;
+                        ble_event(a->ble, BLE_DISCOVERY_STOPPED, a->name, 0, NULL);
+                        adapter_schedule(a, BLE_RESTART_USEC);
+                }
+        }
+}
+
+/* "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF" -> "aabbccddeeff" and "AA:BB:CC:DD:EE:FF". BlueZ
+ * builds device paths from the address, so this is the address without a property read. */
+static int device_key_from_path(const char *path, char key[static DEVICE_ID_MAX + 1], char address[static 18]) {
+        const char *p = strrchr(path, '/');
+
+        if (!p || strncmp(p, "/dev_", 5) != 0 || strlen(p + 5) != 17)
+                return -EINVAL;
+        p += 5;
+        memset(key, 0, DEVICE_ID_MAX + 1);
+        for (size_t i = 0; i < 6; i++) {
+                const char *h = p + 3 * i;
+
+                if (!isxdigit((unsigned char) h[0]) || !isxdigit((unsigned char) h[1]) || (i < 5 && h[2] != '_'))
+                        return -EINVAL;
+                key[2 * i] = (char) tolower((unsigned char) h[0]);
+                key[2 * i + 1] = (char) tolower((unsigned char) h[1]);
+                address[3 * i] = (char) toupper((unsigned char) h[0]);
+                address[3 * i + 1] = (char) toupper((unsigned char) h[1]);
+                address[3 * i + 2] = i < 5 ? ':' : '\0';
+        }
+        return 0;
+}
+
+static BleDevice *ble_get_device(Ble *b, const char *path, bool create) {
+        char key[DEVICE_ID_MAX + 1], address[18];
+        BleDevice *d;
+
+        if (device_key_from_path(path, key, address) < 0)
+                return NULL;
+        d = idmap_get(b->devices, key);
+        if (d || !create)
+                return d;
+        if (idmap_size(b->devices) >= BLE_DEVICES_MAX) {
+                b->stats.untracked++;
+                return NULL;
+        }
+        d = new0(BleDevice, 1);
+        if (!d)
+                return NULL;
+        memcpy(d->key, key, sizeof(d->key));
+        memcpy(d->address, address, sizeof(d->address));
+        d->rssi = BLE_RSSI_UNKNOWN;
+        if (idmap_put(b->devices, d->key, d) < 0)
+                return mfree(d);
+        return d;
+}
+
+/* The seq of this advert, or 0 when it repeats the last one heard (dropped). */
+static uint64_t device_next_seq(BleDevice *d, const ProfileFrame *f, const uint8_t *data, size_t size,
+                                uint64_t now_usec) {
+        bool repeat;
+
+        if (f->has_sensor_seq) {
+                if (!d->have_seq) {
+                        /* First measurement heard in this process: start above anything an
+                         * earlier run can have stored, which counted up from its own start. */
+                        d->have_seq = true;
+                        d->last_sensor_seq = f->sensor_seq;
+                        d->seq = MAX(d->seq + 1, now_usec);
+                        return d->seq;
+                }
+                if (f->sensor_seq == d->last_sensor_seq)
+                        return 0;
+                /* Wrapping 16-bit difference: always forward, so seq only grows. */
+                d->seq += (uint16_t) (f->sensor_seq - d->last_sensor_seq);
+                d->last_sensor_seq = f->sensor_seq;
+                return d->seq;
+        }
+
+        /* No sequence in this format (3): the same bytes again are the same measurement. */
+        repeat = d->seq > 0 && size == d->last_size && memcmp(data, d->last_data, size) == 0;
+        memcpy(d->last_data, data, size);
+        d->last_size = size;
+        if (repeat)
+                return 0;
+        d->have_seq = false;
+        d->seq = MAX(d->seq + 1, now_usec);
+        return d->seq;
+}
+
+static void ble_advert(Ble *b, BleDevice *d, const uint8_t *data, size_t size) {
+        const ProfileField *mac;
+        BleDeviceInfo info;
+        ProfileFrame f;
+        uint64_t now = 0;
+        int k;
+
+        /* Formats without motion data say so in their first byte: skipped before any work. */
+        k = profile_ruuvi_decode(data, size, &f);
+        if (k == -EOPNOTSUPP) {
+                b->stats.skipped++;
+                return;
+        }
+        if (k < 0) {
+                b->stats.malformed++;
+                return;
+        }
+
+        (void) sd_event_now(b->event, CLOCK_REALTIME, &now);
+        f.reading.seq = device_next_seq(d, &f, data, size, now);
+        if (f.reading.seq == 0) {
+                b->stats.duplicates++;
+                return;
+        }
+
+        /* The tag's own MAC when it sends one: stable even when BlueZ sees another address. */
+        mac = profile_frame_get_field(&f, "mac");
+        snprintf(f.reading.device, sizeof(f.reading.device), "%s", mac && mac->valid ? mac->text : d->key);
+        snprintf(f.reading.type, sizeof(f.reading.type), "%s", profile_ruuvi.name);
+        f.reading.time_usec = now;
+
+        b->stats.adverts++;
+        info = (BleDeviceInfo) {
+                .address = d->address,
+                .rssi = d->rssi,
+                .name = d->name[0] ? d->name : NULL,
+                .kind = profile_ruuvi.name,
+        };
+        if (b->cb.on_reading)
+                b->cb.on_reading(&f.reading, &info, b->userdata);
+}
+
+/* Copies the value of key 0x0499 from an a{qv}; returns its size, 0 when absent. */
+static int read_manufacturer_data(sd_bus_message *m, uint8_t buf[static BLE_ADVERT_MAX]) {
+        int found = 0, k;
+
+        k = sd_bus_message_enter_container(m, 'a', "{qv}");
+        if (k < 0)
+                return k;
+        while ((k = sd_bus_message_enter_container(m, 'e', "qv")) > 0) {
+                uint16_t company;
+
+                k = sd_bus_message_read(m, "q", &company);
+                if (k < 0)
+                        return k;
+                if (company == RUUVI_COMPANY_ID && found == 0) {
+                        const void *p;
+                        size_t n;
+
+                        k = sd_bus_message_enter_container(m, 'v', "ay");
+                        if (k == -ENXIO)
+                                k = sd_bus_message_skip(m, "v");
+                        else if (k >= 0) {
+                                k = sd_bus_message_read_array(m, 'y', &p, &n);
+                                if (k < 0)
+                                        return k;
+                                k = sd_bus_message_exit_container(m);
+                                if (n > 0 && n <= BLE_ADVERT_MAX) {
+                                        memcpy(buf, p, n);
+                                        found = (int) n;
+                                }
+                        }
+                        if (k < 0)
+                                return k;
+                } else {
+                        k = sd_bus_message_skip(m, "v");
+                        if (k < 0)
+                                return k;
+                }
+                k = sd_bus_message_exit_container(m);
+                if (k < 0)
+                        return k;
+        }
+        if (k < 0)
+                return k;
+        k = sd_bus_message_exit_container(m);
+        return k < 0 ? k : found;
+}
+
+/* Device1 properties at path (an a{sv}, from InterfacesAdded or PropertiesChanged). adverts:
+ * whether ManufacturerData is news; the cached value in GetManagedObjects is not. */
+static int ble_device_properties(Ble *b, const char *path, sd_bus_message *m, bool adverts) {
+        uint8_t data[BLE_ADVERT_MAX];
+        const char *alias = NULL;
+        bool have_rssi = false;
+        int16_t rssi = BLE_RSSI_UNKNOWN;
+        int size = 0, k;
+        BleDevice *d;
+
+        if (!ble_find_parent(b, path))
+                return sd_bus_message_skip(m, "a{sv}");
+
+        k = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (k < 0)
+                return k;
+        while ((k = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *name;
+
+                k = sd_bus_message_read(m, "s", &name);
+                if (k < 0)
+                        return k;
+                if (streq(name, "ManufacturerData")) {
+                        k = sd_bus_message_enter_container(m, 'v', "a{qv}");
+                        if (k == -ENXIO) /* not a{qv} (python-dbusmock's default is aa{qv}) */
+                                k = sd_bus_message_skip(m, "v");
+                        else if (k >= 0) {
+                                size = read_manufacturer_data(m, data);
+                                if (size < 0)
+                                        return size;
+                                k = sd_bus_message_exit_container(m);
+                        }
+                } else if (streq(name, "Name"))
+                        k = read_variant_basic(m, 's', &alias);
+                else if (streq(name, "RSSI")) {
+                        k = read_variant_basic(m, 'n', &rssi);
+                        have_rssi = k > 0;
+                } else
+                        k = sd_bus_message_skip(m, "v");
+                if (k < 0)
+                        return k;
+                k = sd_bus_message_exit_container(m);
+                if (k < 0)
+                        return k;
+        }
+        if (k < 0)
+                return k;
+        k = sd_bus_message_exit_container(m);
+        if (k < 0)
+                return k;
+
+        /* Only Ruuvi tags get state: any other device costs nothing more. */
+        d = ble_get_device(b, path, size > 0);
+        if (!d)
+                return 0;
+        if (have_rssi)
+                d->rssi = rssi;
+        /* sd-bus checked it is UTF-8; a name too long to keep whole is not kept at all. */
+        if (alias && strlen(alias) <= BLE_NAME_MAX)
+                strcpy(d->name, alias);
+        if (size > 0 && adverts)
+                ble_advert(b, d, data, (size_t) size);
+        return 0;
+}
+
+/* One object's a{sa{sv}}. */
+static int ble_object_interfaces(Ble *b, const char *path, sd_bus_message *m, bool adverts, bool recovery) {
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'a', "{sa{sv}}");
+        if (k < 0)
+                return k;
+        while ((k = sd_bus_message_enter_container(m, 'e', "sa{sv}")) > 0) {
+                const char *iface;
+
+                k = sd_bus_message_read(m, "s", &iface);
+                if (k < 0)
+                        return k;
+                if (streq(iface, BLUEZ_ADAPTER))
+                        k = ble_add_adapter(b, path, m, recovery);
+                else if (streq(iface, BLUEZ_DEVICE))
+                        k = ble_device_properties(b, path, m, adverts);
+                else
+                        k = sd_bus_message_skip(m, "a{sv}");
+                if (k < 0)
+                        return k;
+                k = sd_bus_message_exit_container(m);
+                if (k < 0)
+                        return k;
+        }
+        if (k < 0)
+                return k;
+        return sd_bus_message_exit_container(m);
+}
+
+static int ble_enumerate(Ble *b);
+
+static int on_enumerate_retry(sd_event_source *s, uint64_t usec, void *userdata) {
+        (void) ble_enumerate(userdata);
+        return 0;
+}
+
+static void ble_enumerate_failed(Ble *b, int error, const char *message) {
+        int k;
+
+        ble_event(b, BLE_ENUMERATE_FAILED, NULL, error, message);
+        if (!b->retry)
+                k = sd_event_add_time_relative(b->event, &b->retry, CLOCK_MONOTONIC, b->retry_usec, 0,
+                                               on_enumerate_retry, b);
+        else
+                k = sd_event_source_set_time_relative(b->retry, b->retry_usec);
+        if (k >= 0)
+                (void) sd_event_source_set_enabled(b->retry, SD_EVENT_ONESHOT);
+        b->retry_usec = MIN(b->retry_usec * 2, BLE_RETRY_MAX_USEC);
+}
+
+static int on_managed_objects(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        Ble *b = userdata;
+        int k;
+
+        b->call = sd_bus_slot_unref(b->call);
+        b->enumerating = false;
+        if (e) {
+                char message[256];
+
+                snprintf(message, sizeof(message), "%s: %s", e->name, e->message ?: "");
+                ble_enumerate_failed(b, sd_bus_message_get_errno(reply), message);
+                return 0;
+        }
+
+        k = sd_bus_message_enter_container(reply, 'a', "{oa{sa{sv}}}");
+        while (k >= 0 && (k = sd_bus_message_enter_container(reply, 'e', "oa{sa{sv}}")) > 0) {
+                const char *path;
+
+                k = sd_bus_message_read(reply, "o", &path);
+                if (k >= 0)
+                        k = ble_object_interfaces(b, path, reply, false, false);
+                if (k >= 0)
+                        k = sd_bus_message_exit_container(reply);
+        }
+        if (k < 0) {
+                ble_drop_adapters(b);
+                ble_enumerate_failed(b, k, "cannot parse GetManagedObjects");
+                return 0;
+        }
+        b->retry_usec = BLE_RETRY_MIN_USEC;
+        return 0;
+}
+
+static int ble_enumerate(Ble *b) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int k;
+
+        ble_drop_adapters(b);
+        b->call = sd_bus_slot_unref(b->call);
+        k = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_NAME, "/", "org.freedesktop.DBus.ObjectManager",
+                                           "GetManagedObjects");
+        if (k >= 0)
+                k = sd_bus_call_async(b->bus, &b->call, m, on_managed_objects, b, BLE_CALL_TIMEOUT_USEC);
+        if (k < 0) {
+                ble_enumerate_failed(b, k, "cannot send GetManagedObjects");
+                return k;
+        }
+        b->enumerating = true;
+        return 0;
+}
+
+static void ble_vanished(Ble *b) {
+        b->present = false;
+        b->enumerating = false;
+        b->call = sd_bus_slot_unref(b->call);
+        if (b->retry)
+                (void) sd_event_source_set_enabled(b->retry, SD_EVENT_OFF);
+        ble_drop_adapters(b);
+        ble_event(b, BLE_BLUEZ_VANISHED, NULL, 0, NULL);
+}
+
+static void ble_appeared(Ble *b) {
+        bool returned = b->was_present;
+
+        b->present = b->was_present = true;
+        b->retry_usec = BLE_RETRY_MIN_USEC;
+        if (returned)
+                b->stats.recoveries++;
+        ble_event(b, returned ? BLE_BLUEZ_RETURNED : BLE_BLUEZ_APPEARED, NULL, 0, NULL);
+        (void) ble_enumerate(b);
+}
+
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        const char *name, *old_owner, *new_owner;
+        Ble *b = userdata;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || !streq(name, BLUEZ_NAME))
+                return 0;
+        if (b->present && (!isempty(old_owner) || isempty(new_owner)))
+                ble_vanished(b);
+        if (!isempty(new_owner))
+                ble_appeared(b);
+        return 0;
+}
+
+static int on_get_name_owner(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Ble *b = userdata;
+
+        b->call = sd_bus_slot_unref(b->call);
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                /* NameHasNoOwner: NameOwnerChanged tells us when it comes. */
+                if (!b->present)
+                        ble_event(b, BLE_BLUEZ_MISSING, NULL, 0, NULL);
+                return 0;
+        }
+        if (!b->present)
+                ble_appeared(b);
+        return 0;
+}
+
+static int on_interfaces_added(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Ble *b = userdata;
+        const char *path;
+
+        /* While GetManagedObjects is pending its answer will include this object: BlueZ answers
+         * in order. */
+        if (!b->present || b->enumerating || sd_bus_message_read(m, "o", &path) < 0)
+                return 0;
+        (void) ble_object_interfaces(b, path, m, true, true);
+        return 0;
+}
+
+static int on_interfaces_removed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        const char *path, *iface;
+        Ble *b = userdata;
+        int k;
+
+        if (!b->present || b->enumerating || sd_bus_message_read(m, "o", &path) < 0)
+                return 0;
+        k = sd_bus_message_enter_container(m, 'a', "s");
+        while (k >= 0 && sd_bus_message_read(m, "s", &iface) > 0)
+                /* Devices keep their state (by address): they come back with a new object. */
+                if (streq(iface, BLUEZ_ADAPTER))
+                        ble_remove_adapter(b, path);
+        return 0;
+}
+
+static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        const char *path = sd_bus_message_get_path(m), *iface;
+        Ble *b = userdata;
+        BleAdapter *a;
+
+        if (!b->present || !path || sd_bus_message_read(m, "s", &iface) < 0)
+                return 0;
+        if (streq(iface, BLUEZ_DEVICE))
+                (void) ble_device_properties(b, path, m, true);
+        else if (streq(iface, BLUEZ_ADAPTER) && (a = ble_find_adapter(b, path, NULL)))
+                adapter_update(a, m);
+        return 0;
+}
+
+static int ble_split_adapters(const char *adapters, char ***ret) {
+        _cleanup_free_ char *copy = NULL;
+        char **list = NULL, *save = NULL;
+        size_t n = 0;
+
+        *ret = NULL;
+        if (!adapters || adapters[strspn(adapters, " \t")] == '\0')
+                return 0;
+        copy = strdup(adapters);
+        if (!copy)
+                return -ENOMEM;
+        for (char *w = strtok_r(copy, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+                char **l = reallocarray(list, n + 2, sizeof(char *));
+
+                if (l)
+                        list = l;
+                if (!l || !(list[n] = strdup(w))) {
+                        strv_free_contents(list, n);
+                        free(list);
+                        return -ENOMEM;
+                }
+                list[++n] = NULL;
+        }
+        *ret = list;
+        return 0;
+}
+
+int ble_new(sd_bus *bus, const char *adapters, const BleCallbacks *cb, void *userdata, Ble **ret) {
+        _cleanup_(ble_freep) Ble *b = NULL;
+        int k;
+
+        b = new0(Ble, 1);
+        if (!b)
+                return -ENOMEM;
+        b->bus = sd_bus_ref(bus);
+        b->event = sd_event_ref(sd_bus_get_event(bus));
+        if (!b->event)
+                return -EINVAL;
+        b->cb = *cb;
+        b->userdata = userdata;
+        b->retry_usec = BLE_RETRY_MIN_USEC;
+        k = ble_split_adapters(adapters, &b->wanted);
+        if (k < 0)
+                return k;
+        k = idmap_new(&b->devices);
+        if (k < 0)
+                return k;
+
+        /* The matches first, then the questions: see the top of this file. */
+        k = sd_bus_add_match_async(bus, &b->match_owner,
+                                   "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                                   "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" BLUEZ_NAME "'",
+                                   on_name_owner_changed, NULL, b);
+        if (k >= 0)
+                k = sd_bus_match_signal_async(bus, &b->match_added, BLUEZ_NAME, "/", "org.freedesktop.DBus.ObjectManager",
+                                              "InterfacesAdded", on_interfaces_added, NULL, b);
+        if (k >= 0)
+                k = sd_bus_match_signal_async(bus, &b->match_removed, BLUEZ_NAME, "/",
+                                              "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved",
+                                              on_interfaces_removed, NULL, b);
+        if (k >= 0)
+                k = sd_bus_match_signal_async(bus, &b->match_changed, BLUEZ_NAME, NULL, "org.freedesktop.DBus.Properties",
+                                              "PropertiesChanged", on_properties_changed, NULL, b);
+        if (k >= 0)
+                k = sd_bus_call_method_async(bus, &b->call, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                             "org.freedesktop.DBus", "GetNameOwner", on_get_name_owner, b, "s",
+                                             BLUEZ_NAME);
+        if (k < 0)
+                return k;
+
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
+Ble *ble_free(Ble *b) {
+        BleDevice *d;
+
+        if (!b)
+                return NULL;
+        ble_drop_adapters(b);
+        sd_bus_slot_unref(b->call);
+        sd_bus_slot_unref(b->match_owner);
+        sd_bus_slot_unref(b->match_added);
+        sd_bus_slot_unref(b->match_removed);
+        sd_bus_slot_unref(b->match_changed);
+        sd_event_source_disable_unref(b->retry);
+        if (b->devices)
+                IDMAP_FOREACH(d, b->devices)
+                        free(d);
+        idmap_free(b->devices);
+        if (b->wanted)
+                for (char **w = b->wanted; *w; w++)
+                        free(*w);
+        free(b->wanted);
+        sd_event_unref(b->event);
+        sd_bus_unref(b->bus);
+        return mfree(b);
+}
+
+void ble_get_stats(const Ble *b, BleStats *ret) {
+        *ret = b->stats;
+}
