@@ -786,17 +786,23 @@ int verb_set(int argc, char *argv[]) {
         return k;
 }
 
-static int call_simple(const char *method, const char *what) {
+/* A verb without arguments that calls one method without arguments: flush, reload. */
+static int verb_call_simple(int argc, char *argv[], const VerbHelp *h, const char *method) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        VerbOptions o;
         int k;
+
+        k = parse_argv(argc, argv, h, 0, 0, &o);
+        if (k <= 0)
+                return k < 0 ? EXIT_USAGE : EXIT_SUCCESS;
 
         k = ctl_bus_open(&bus);
         if (k != 0)
                 return k;
         k = sd_bus_call_method(bus, BUS_NAME, BUS_PATH_GATEWAY, BUS_INTERFACE_GATEWAY, method, &error, NULL, NULL);
         if (k < 0)
-                return ctl_bus_log_error(what, true, &error, k);
+                return ctl_bus_log_error(h->usage, true, &error, k);
         return EXIT_SUCCESS;
 }
 
@@ -806,13 +812,8 @@ int verb_flush(int argc, char *argv[]) {
                 .description = "Commit every reading and anomaly event the gateway holds in memory to its store\n"
                                "now, instead of at the end of the commit interval. Needs root.",
         };
-        VerbOptions o;
-        int k;
 
-        k = parse_argv(argc, argv, &h, 0, 0, &o);
-        if (k <= 0)
-                return k < 0 ? EXIT_USAGE : EXIT_SUCCESS;
-        return call_simple("Flush", "flush");
+        return verb_call_simple(argc, argv, &h, "Flush");
 }
 
 int verb_reload(int argc, char *argv[]) {
@@ -821,11 +822,6 @@ int verb_reload(int argc, char *argv[]) {
                 .description = "Make the gateway re-read its configuration, as SIGHUP does. An invalid\n"
                                "configuration is refused with the reason, and the running one kept. Needs root.",
         };
-        VerbOptions o;
-        int k;
 
-        k = parse_argv(argc, argv, &h, 0, 0, &o);
-        if (k <= 0)
-                return k < 0 ? EXIT_USAGE : EXIT_SUCCESS;
-        return call_simple("Reload", "reload");
+        return verb_call_simple(argc, argv, &h, "Reload");
 }
