@@ -27,144 +27,24 @@
  * max_size + 8 MiB. If it has less and a commit fails for want of space, a chunk of delivered
  * readings is let go (the next commit reuses their pages without growing the file) and the
  * commit retried once; otherwise the store stays degraded until space returns.
+ *
+ * This file holds the write path (the queue, commits, eviction, degraded and retry) and the
+ * lifecycle. store-schema.c opens the file, creates and migrates the schema and moves a damaged
+ * file aside; store-sink.c keeps the sink cursors; store-internal.h holds what they share.
  */
 
-#include <fcntl.h>
-#include <inttypes.h>
 #include <limits.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <strings.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#include "idmap.h"
-#include "store.h"
-
-/* "bleg": PRAGMA application_id, so we never adopt somebody else's SQLite file. */
-#define STORE_APPLICATION_ID 0x626c6567
+#include "store-internal.h"
 
 #define STORE_PENDING_ANOMALIES_MAX 256U
-#define STORE_CACHE_KIB 2000
-
-typedef struct StoreDevice {
-        char name[DEVICE_ID_MAX + 1];
-        char type[DEVICE_ID_MAX + 1];
-        int64_t index;                  /* devices.id, what readings.device holds */
-        uint64_t first_seen_usec, last_seen_usec;
-        uint64_t last_seq;              /* highest seq accepted, committed or queued */
-        bool dirty;                     /* the row needs writing */
-} StoreDevice;
-
-typedef struct PendingReading {
-        StoreDevice *device;
-        uint64_t time_usec;
-        uint64_t seq;
-        uint32_t channels;
-        double values[_CHANNEL_MAX];
-} PendingReading;
-
-typedef struct Sink {
-        char name[STORE_SINK_NAME_MAX + 1];
-        uint64_t cursor;                /* highest id acknowledged */
-        uint64_t handed_out;            /* highest id handed out, >= cursor */
-        bool enabled;
-        bool dirty;
-} Sink;
-
-typedef enum StoreStatement {
-        STMT_BEGIN,
-        STMT_COMMIT,
-        STMT_ROLLBACK,
-        STMT_INSERT_READING,
-        STMT_INSERT_ANOMALY,
-        STMT_UPSERT_DEVICE,
-        STMT_UPSERT_SINK,
-        STMT_UPDATE_STATE,
-        STMT_DELETE_READINGS,
-        STMT_DELETE_ANOMALIES,
-        STMT_FETCH,
-        STMT_OLDEST,
-        STMT_ANOMALIES_SINCE,
-        STMT_PAGE_COUNT,
-        STMT_FREELIST_COUNT,
-        _STMT_MAX,
-} StoreStatement;
-
-#define READING_COLUMNS "ax, ay, az, gx, gy, gz, mx, my, mz, oa, ob, og"
-#define ANOMALY_COLUMNS \
-        "id, device, type, channel, start_usec, end_usec, start_seq, end_seq, count, peak_z, peak_value, peak_mean, peak_std"
-
-static const char *const statement_sql[_STMT_MAX] = {
-        [STMT_BEGIN] = "BEGIN IMMEDIATE",
-        [STMT_COMMIT] = "COMMIT",
-        [STMT_ROLLBACK] = "ROLLBACK",
-        [STMT_INSERT_READING] = "INSERT INTO readings (id, device, time_usec, seq, channels, " READING_COLUMNS ") "
-                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        [STMT_INSERT_ANOMALY] = "INSERT INTO anomalies (" ANOMALY_COLUMNS ") "
-                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        [STMT_UPSERT_DEVICE] = "INSERT INTO devices (id, name, type, first_seen_usec, last_seen_usec, last_seq) "
-                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
-                               "ON CONFLICT (id) DO UPDATE SET type = excluded.type, "
-                               "last_seen_usec = excluded.last_seen_usec, last_seq = excluded.last_seq",
-        [STMT_UPSERT_SINK] = "INSERT INTO sinks (name, cursor, enabled) VALUES (?1, ?2, ?3) "
-                             "ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor, enabled = excluded.enabled",
-        [STMT_UPDATE_STATE] = "UPDATE state SET last_reading_id = ?1, last_anomaly_id = ?2",
-        [STMT_DELETE_READINGS] = "DELETE FROM readings WHERE id <= ?1",
-        [STMT_DELETE_ANOMALIES] = "DELETE FROM anomalies WHERE id <= ?1",
-        [STMT_FETCH] = "SELECT id, device, time_usec, seq, channels, " READING_COLUMNS " "
-                       "FROM readings WHERE id > ?1 ORDER BY id LIMIT ?2",
-        [STMT_OLDEST] = "SELECT time_usec FROM readings WHERE id > ?1 ORDER BY id LIMIT 1",
-        [STMT_ANOMALIES_SINCE] = "SELECT " ANOMALY_COLUMNS " FROM anomalies WHERE start_usec >= ?1 "
-                                 "ORDER BY start_usec, id LIMIT ?2",
-        [STMT_PAGE_COUNT] = "PRAGMA page_count",
-        [STMT_FREELIST_COUNT] = "PRAGMA freelist_count",
-};
-
-struct Store {
-        sqlite3 *db;
-        int lock_fd;                    /* holds the flock() */
-        sqlite3_stmt *stmt[_STMT_MAX];
-        char *path;
-        StoreSettings settings;         /* defaults resolved; .path points at path */
-
-        sd_event *event;
-        sd_event_source *timer;         /* batch deadline, or the next retry while degraded */
-        bool timer_armed;
-
-        uint64_t page_size;
-        uint64_t max_pages;             /* the cap */
-        uint64_t high_pages;            /* evict above this many pages in use */
-        uint64_t low_pages;             /* ... down to this many */
-        uint64_t page_count, freelist_count;
-
-        IdMap *devices_by_name;
-        StoreDevice **devices;          /* sorted by index */
-        size_t n_devices, n_devices_allocated;
-
-        PendingReading *pending;        /* ring of settings.max_pending */
-        size_t pending_head, n_pending;
-        AnomalyEvent *pending_anomalies;
-        size_t n_pending_anomalies;
-
-        Sink *sinks;
-        size_t n_sinks;
-
-        /* The readings in the file are [first_id, last_id]; empty when first_id > last_id. */
-        uint64_t first_id, last_id;
-        uint64_t first_anomaly_id, last_anomaly_id;
-
-        bool degraded;
-        uint64_t retry_at_usec;         /* CLOCK_MONOTONIC; for callers without an event loop */
-        char *message;                  /* SQLite's message of the last failure */
-
-        StoreStats stats;
-};
 
 /* SQLite result codes to negative errno. For I/O errors the errno SQLite saw says more. */
-static int store_errno(sqlite3 *db, int rc) {
+int store_errno(sqlite3 *db, int rc) {
         int e;
 
         switch (rc & 0xff) {
@@ -200,8 +80,7 @@ static int store_errno(sqlite3 *db, int rc) {
         }
 }
 
-static int set_error(char **ret_error, int error, const char *format, ...) _printf_(3, 4);
-static int set_error(char **ret_error, int error, const char *format, ...) {
+int store_set_error(char **ret_error, int error, const char *format, ...) {
         va_list ap;
 
         if (ret_error) {
@@ -214,29 +93,15 @@ static int set_error(char **ret_error, int error, const char *format, ...) {
         return error;
 }
 
-static uint64_t now_usec(clockid_t clock) {
+uint64_t store_now_usec(clockid_t clock) {
         struct timespec ts;
 
         (void) clock_gettime(clock, &ts);
         return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
 }
 
-static bool sink_name_is_valid(const char *name) {
-        size_t n;
-
-        if (!name)
-                return false;
-        n = strlen(name);
-        if (n == 0 || n > STORE_SINK_NAME_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (name[i] <= ' ' || name[i] > '~')
-                        return false;
-        return true;
-}
-
 /* Copies a TEXT column into buf; false if it is NULL or does not fit. */
-static bool column_copy_text(sqlite3_stmt *st, int column, char *buf, size_t size) {
+bool store_column_copy_text(sqlite3_stmt *st, int column, char *buf, size_t size) {
         const unsigned char *t = sqlite3_column_text(st, column);
         int n = sqlite3_column_bytes(st, column);
 
@@ -248,7 +113,7 @@ static bool column_copy_text(sqlite3_stmt *st, int column, char *buf, size_t siz
 }
 
 /* SQLite stores a NaN as NULL; where the schema says a value is there, NULL means NaN. */
-static double column_double_or_nan(sqlite3_stmt *st, int column) {
+double store_column_double_or_nan(sqlite3_stmt *st, int column) {
         if (sqlite3_column_type(st, column) == SQLITE_NULL)
                 return NAN;
         return sqlite3_column_double(st, column);
@@ -266,7 +131,7 @@ static int stmt_run(sqlite3_stmt *st) {
 }
 
 /* Runs a one-row, one-integer query such as a PRAGMA. */
-static int db_query_int64(sqlite3 *db, sqlite3_stmt *prepared, const char *sql, int64_t *ret) {
+int store_db_query_int64(sqlite3 *db, sqlite3_stmt *prepared, const char *sql, int64_t *ret) {
         sqlite3_stmt *st = prepared;
         int rc;
 
@@ -288,120 +153,8 @@ static int db_query_int64(sqlite3 *db, sqlite3_stmt *prepared, const char *sql, 
         return rc;
 }
 
-/*
- * Schema migrations: migrations[v] brings a database from user_version v to v + 1. Each runs
- * in one transaction together with the new user_version, so a crash leaves either version.
- */
-static int store_migrate_to_1(sqlite3 *db) {
-        static const char sql[] =
-                "CREATE TABLE state ("
-                "  id INTEGER PRIMARY KEY CHECK (id = 1),"
-                "  last_reading_id INTEGER NOT NULL,"
-                "  last_anomaly_id INTEGER NOT NULL);"
-                "CREATE TABLE devices ("
-                "  id INTEGER PRIMARY KEY,"
-                "  name TEXT NOT NULL UNIQUE,"
-                "  type TEXT NOT NULL,"
-                "  first_seen_usec INTEGER NOT NULL,"
-                "  last_seen_usec INTEGER NOT NULL,"
-                "  last_seq INTEGER NOT NULL);"
-                /* A missing channel is NULL and clear in the mask; NULL with the bit set is a NaN. */
-                "CREATE TABLE readings ("
-                "  id INTEGER PRIMARY KEY,"
-                "  device INTEGER NOT NULL,"
-                "  time_usec INTEGER NOT NULL,"
-                "  seq INTEGER NOT NULL,"
-                "  channels INTEGER NOT NULL,"
-                "  ax REAL, ay REAL, az REAL, gx REAL, gy REAL, gz REAL,"
-                "  mx REAL, my REAL, mz REAL, oa REAL, ob REAL, og REAL);"
-                "CREATE TABLE anomalies ("
-                "  id INTEGER PRIMARY KEY,"
-                "  device TEXT NOT NULL,"
-                "  type TEXT NOT NULL,"
-                "  channel TEXT NOT NULL,"
-                "  start_usec INTEGER NOT NULL,"
-                "  end_usec INTEGER NOT NULL,"
-                "  start_seq INTEGER NOT NULL,"
-                "  end_seq INTEGER NOT NULL,"
-                "  count INTEGER NOT NULL,"
-                "  peak_z REAL, peak_value REAL, peak_mean REAL, peak_std REAL);"
-                "CREATE INDEX anomalies_start ON anomalies (start_usec);"
-                "CREATE TABLE sinks ("
-                "  name TEXT PRIMARY KEY,"
-                "  cursor INTEGER NOT NULL,"
-                "  enabled INTEGER NOT NULL);";
-        uint64_t base = now_usec(CLOCK_REALTIME);
-        char *insert;
-        int rc;
-
-        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
-                return rc;
-
-        /* Ids start at the wall clock in µs: a database made anew after the old one was lost or
-         * moved aside never reuses the ids by which sinks have already named what they sent. */
-        insert = sqlite3_mprintf("INSERT INTO state VALUES (1, %" PRIu64 ", %" PRIu64 ");"
-                                 "PRAGMA application_id = %d;",
-                                 base, base, STORE_APPLICATION_ID);
-        if (!insert)
-                return SQLITE_NOMEM;
-        rc = sqlite3_exec(db, insert, NULL, NULL, NULL);
-        sqlite3_free(insert);
-        return rc;
-}
-
-static int (*const migrations[])(sqlite3 *db) = {
-        [0] = store_migrate_to_1,
-};
-
-static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "one migration per schema version");
-
-static int store_migrate(sqlite3 *db, int64_t from, char **ret_error) {
-        int rc;
-
-        for (int64_t v = from; v < STORE_SCHEMA_VERSION; v++) {
-                char sql[64];
-
-                rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-                if (rc == SQLITE_OK)
-                        rc = migrations[v](db);
-                if (rc == SQLITE_OK) {
-                        snprintf(sql, sizeof(sql), "PRAGMA user_version = %" PRIi64, v + 1);
-                        rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-                }
-                if (rc == SQLITE_OK)
-                        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-                if (rc != SQLITE_OK) {
-                        int k = store_errno(db, rc);
-
-                        (void) set_error(ret_error, k, "Failed to upgrade the schema from version %" PRIi64 " to %" PRIi64 ": %s",
-                                         v, v + 1, sqlite3_errmsg(db));
-                        if (!sqlite3_get_autocommit(db))
-                                (void) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-                        return k;
-                }
-        }
-        return 0;
-}
-
-static StoreDevice *store_device_by_index(const Store *s, int64_t index) {
-        size_t lo = 0, hi = s->n_devices;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-
-                if (s->devices[mid]->index == index)
-                        return s->devices[mid];
-                if (s->devices[mid]->index < index)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return NULL;
-}
-
 /* Takes d; the caller keeps devices sorted by index. */
-static int store_device_add(Store *s, StoreDevice *d) {
+int store_device_add(Store *s, StoreDevice *d) {
         int k;
 
         if (s->n_devices == s->n_devices_allocated) {
@@ -425,135 +178,13 @@ static int store_device_add(Store *s, StoreDevice *d) {
         return 0;
 }
 
-static int store_load_devices(Store *s, char **ret_error) {
-        sqlite3_stmt *st = NULL;
-        int rc, k = 0;
-
-        rc = sqlite3_prepare_v2(s->db,
-                                "SELECT id, name, type, first_seen_usec, last_seen_usec, last_seq FROM devices ORDER BY id",
-                                -1, &st, NULL);
-        if (rc != SQLITE_OK)
-                return set_error(ret_error, store_errno(s->db, rc), "Failed to read the devices: %s", sqlite3_errmsg(s->db));
-
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                StoreDevice *d = new0(StoreDevice, 1);
-
-                if (!d) {
-                        k = -ENOMEM;
-                        break;
-                }
-                d->index = sqlite3_column_int64(st, 0);
-                d->first_seen_usec = (uint64_t) sqlite3_column_int64(st, 3);
-                d->last_seen_usec = (uint64_t) sqlite3_column_int64(st, 4);
-                d->last_seq = (uint64_t) sqlite3_column_int64(st, 5);
-                if (!column_copy_text(st, 1, d->name, sizeof(d->name)) ||
-                    !device_id_is_valid(d->name, strlen(d->name)) ||
-                    !column_copy_text(st, 2, d->type, sizeof(d->type)) ||
-                    idmap_get(s->devices_by_name, d->name)) {
-                        free(d);
-                        k = set_error(ret_error, -EBADMSG, "Table devices holds an invalid row (id %" PRIi64 ")",
-                                      (int64_t) sqlite3_column_int64(st, 0));
-                        break;
-                }
-                k = store_device_add(s, d);
-                if (k < 0)
-                        break;
-        }
-        if (k == 0 && rc != SQLITE_DONE)
-                k = set_error(ret_error, store_errno(s->db, rc), "Failed to read the devices: %s", sqlite3_errmsg(s->db));
-        (void) sqlite3_finalize(st);
-        return k;
-}
-
-static int store_load_sinks(Store *s, char **ret_error) {
-        sqlite3_stmt *st = NULL;
-        int rc, k = 0;
-
-        rc = sqlite3_prepare_v2(s->db, "SELECT name, cursor, enabled FROM sinks ORDER BY name", -1, &st, NULL);
-        if (rc != SQLITE_OK)
-                return set_error(ret_error, store_errno(s->db, rc), "Failed to read the sinks: %s", sqlite3_errmsg(s->db));
-
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                Sink *a = reallocarray(s->sinks, s->n_sinks + 1, sizeof(Sink)), *sink;
-
-                if (!a) {
-                        k = -ENOMEM;
-                        break;
-                }
-                s->sinks = a;
-                sink = s->sinks + s->n_sinks;
-                *sink = (Sink) {
-                        .cursor = (uint64_t) sqlite3_column_int64(st, 1),
-                        .enabled = sqlite3_column_int64(st, 2) != 0,
-                };
-                if (!column_copy_text(st, 0, sink->name, sizeof(sink->name)) || !sink_name_is_valid(sink->name)) {
-                        k = set_error(ret_error, -EBADMSG, "Table sinks holds an invalid row");
-                        break;
-                }
-                sink->handed_out = sink->cursor;
-                s->n_sinks++;
-        }
-        if (k == 0 && rc != SQLITE_DONE)
-                k = set_error(ret_error, store_errno(s->db, rc), "Failed to read the sinks: %s", sqlite3_errmsg(s->db));
-        (void) sqlite3_finalize(st);
-        return k;
-}
-
-/* The id ranges, from the rowid b-trees' ends and the state row: no scans. */
-static int store_load_ids(Store *s, char **ret_error) {
-        int64_t last_reading = 0, last_anomaly = 0, v;
-        sqlite3_stmt *st = NULL;
-        int rc;
-
-        rc = sqlite3_prepare_v2(s->db, "SELECT last_reading_id, last_anomaly_id FROM state WHERE id = 1", -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                rc = sqlite3_step(st);
-                if (rc == SQLITE_ROW) {
-                        last_reading = sqlite3_column_int64(st, 0);
-                        last_anomaly = sqlite3_column_int64(st, 1);
-                        rc = SQLITE_OK;
-                } else if (rc == SQLITE_DONE)
-                        rc = SQLITE_CORRUPT;
-        }
-        (void) sqlite3_finalize(st);
-        if (rc != SQLITE_OK)
-                return set_error(ret_error, store_errno(s->db, rc), "Failed to read the state: %s",
-                                 rc == SQLITE_CORRUPT ? "no state row" : sqlite3_errmsg(s->db));
-
-        s->last_id = (uint64_t) MAX(last_reading, 0);
-        rc = db_query_int64(s->db, NULL, "SELECT max(id) FROM readings", &v);
-        if (rc == SQLITE_OK)
-                s->last_id = MAX(s->last_id, (uint64_t) MAX(v, 0));
-        s->first_id = s->last_id + 1;
-        if (rc == SQLITE_OK)
-                rc = db_query_int64(s->db, NULL, "SELECT coalesce(min(id), 0) FROM readings", &v);
-        if (rc == SQLITE_OK && v > 0)
-                s->first_id = (uint64_t) v;
-
-        s->last_anomaly_id = (uint64_t) MAX(last_anomaly, 0);
-        if (rc == SQLITE_OK)
-                rc = db_query_int64(s->db, NULL, "SELECT coalesce(max(id), 0) FROM anomalies", &v);
-        if (rc == SQLITE_OK)
-                s->last_anomaly_id = MAX(s->last_anomaly_id, (uint64_t) MAX(v, 0));
-        s->first_anomaly_id = s->last_anomaly_id + 1;
-        if (rc == SQLITE_OK)
-                rc = db_query_int64(s->db, NULL, "SELECT coalesce(min(id), 0) FROM anomalies", &v);
-        if (rc == SQLITE_OK && v > 0)
-                s->first_anomaly_id = (uint64_t) v;
-
-        if (rc != SQLITE_OK)
-                return set_error(ret_error, store_errno(s->db, rc), "Failed to read the id ranges: %s",
-                                 sqlite3_errmsg(s->db));
-        return 0;
-}
-
-static int store_refresh_pages(Store *s) {
+int store_refresh_pages(Store *s) {
         int64_t pages, free_pages;
         int rc;
 
-        rc = db_query_int64(s->db, s->stmt[STMT_PAGE_COUNT], NULL, &pages);
+        rc = store_db_query_int64(s->db, s->stmt[STMT_PAGE_COUNT], NULL, &pages);
         if (rc == SQLITE_OK)
-                rc = db_query_int64(s->db, s->stmt[STMT_FREELIST_COUNT], NULL, &free_pages);
+                rc = store_db_query_int64(s->db, s->stmt[STMT_FREELIST_COUNT], NULL, &free_pages);
         if (rc != SQLITE_OK)
                 return store_errno(s->db, rc);
         s->page_count = (uint64_t) MAX(pages, 0);
@@ -563,204 +194,6 @@ static int store_refresh_pages(Store *s) {
 
 static uint64_t store_used_pages(const Store *s) {
         return s->page_count > s->freelist_count ? s->page_count - s->freelist_count : 0;
-}
-
-/* Opens s->path and makes it a current database. -EBADMSG means corrupt or not a database. */
-static int store_open_db(Store *s, char **ret_error) {
-        static const char pragmas[] =
-                "PRAGMA synchronous = FULL;"
-                "PRAGMA foreign_keys = OFF;"
-                "PRAGMA secure_delete = OFF;" /* evicting must not rewrite the pages it frees */
-                "PRAGMA temp_store = MEMORY;";
-        sqlite3_stmt *st = NULL;
-        const char *mode;
-        int64_t app_id, version, objects, page_size, v;
-        char sql[128];
-        int rc, k;
-
-        rc = sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-        if (rc != SQLITE_OK) {
-                k = store_errno(s->db, rc);
-                return set_error(ret_error, k, "Failed to open %s: %s", s->path,
-                                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-        }
-        (void) sqlite3_extended_result_codes(s->db, 1);
-
-        /* SQLite has created the file if it was missing. */
-        s->lock_fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (s->lock_fd < 0) {
-                k = negative_errno();
-                return set_error(ret_error, k, "Failed to open %s: %s", s->path, strerror(-k));
-        }
-        if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-                k = errno == EWOULDBLOCK ? -EBUSY : negative_errno();
-                return set_error(ret_error, k, "%s is in use by another process", s->path);
-        }
-
-        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-                mode = (const char *) sqlite3_column_text(st, 0);
-                rc = mode && strcasecmp(mode, "wal") == 0 ? SQLITE_OK : SQLITE_MISUSE;
-        }
-        (void) sqlite3_finalize(st);
-        if ((rc & 0xff) == SQLITE_BUSY)
-                return set_error(ret_error, -EBUSY, "%s is in use by another process", s->path);
-        if (rc == SQLITE_MISUSE)
-                return set_error(ret_error, -EOPNOTSUPP, "%s: cannot switch to WAL mode", s->path);
-        if (rc != SQLITE_OK)
-                return set_error(ret_error, store_errno(s->db, rc), "%s: %s", s->path, sqlite3_errmsg(s->db));
-
-        /* Reads every page, but checks no index against its table: what the size of our files
-         * allows at every start. quick_check(1) stops at the first problem. */
-        rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &st, NULL);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-                const char *result = (const char *) sqlite3_column_text(st, 0);
-
-                if (!result || strcmp(result, "ok") != 0) {
-                        k = set_error(ret_error, -EBADMSG, "%s fails quick_check: %s", s->path, strempty(result));
-                        /* SQLite's report spans lines; the log wants one. */
-                        for (char *p = ret_error ? *ret_error : NULL; p && *p; p++)
-                                if (*p == '\n')
-                                        *p = ' ';
-                        (void) sqlite3_finalize(st);
-                        return k;
-                }
-                rc = SQLITE_OK;
-        }
-        (void) sqlite3_finalize(st);
-        if (rc != SQLITE_OK)
-                return set_error(ret_error, store_errno(s->db, rc), "%s: %s", s->path, sqlite3_errmsg(s->db));
-
-        rc = db_query_int64(s->db, NULL, "PRAGMA application_id", &app_id);
-        if (rc == SQLITE_OK)
-                rc = db_query_int64(s->db, NULL, "PRAGMA user_version", &version);
-        if (rc == SQLITE_OK)
-                rc = db_query_int64(s->db, NULL, "SELECT count(*) FROM sqlite_schema", &objects);
-        if (rc != SQLITE_OK)
-                return set_error(ret_error, store_errno(s->db, rc), "%s: %s", s->path, sqlite3_errmsg(s->db));
-
-        if (app_id != STORE_APPLICATION_ID && (app_id != 0 || objects > 0))
-                return set_error(ret_error, -EMEDIUMTYPE,
-                                 "%s is an SQLite database but not a blegate buffer (application_id 0x%08" PRIx64 "), "
-                                 "refusing to touch it",
-                                 s->path, (uint64_t) app_id);
-        if (version > STORE_SCHEMA_VERSION)
-                return set_error(ret_error, -EPROTONOSUPPORT,
-                                 "%s has schema version %" PRIi64 ", newer than the %d this blegated knows; "
-                                 "refusing to touch it (run a newer blegated, or move the file away)",
-                                 s->path, version, STORE_SCHEMA_VERSION);
-        if (version < 0)
-                return set_error(ret_error, -EBADMSG, "%s has an invalid schema version %" PRIi64, s->path, version);
-
-        k = store_migrate(s->db, version, ret_error);
-        if (k < 0)
-                return k;
-
-        rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-                rc = db_query_int64(s->db, NULL, "PRAGMA page_size", &page_size);
-        if (rc != SQLITE_OK)
-                return set_error(ret_error, store_errno(s->db, rc), "%s: %s", s->path, sqlite3_errmsg(s->db));
-
-        s->page_size = (uint64_t) MAX(page_size, 512);
-        s->max_pages = s->settings.max_size / s->page_size;
-        s->high_pages = s->max_pages - s->max_pages / 10;
-        s->low_pages = s->high_pages - MAX(s->max_pages / 50, (uint64_t) 1);
-
-        /* A checkpoint every 1000 pages (SQLite's default), fewer for a small cap so the WAL
-         * stays small beside it; the WAL file is truncated back to twice that when a large
-         * transaction has grown it. SQLite keeps max_page_count at least the current size. */
-        v = (int64_t) MIN(MAX(s->max_pages / 16, (uint64_t) 100), (uint64_t) 1000);
-        snprintf(sql, sizeof(sql),
-                 "PRAGMA cache_size = -%d; PRAGMA wal_autocheckpoint = %" PRIi64 "; PRAGMA journal_size_limit = %" PRIu64 ";",
-                 STORE_CACHE_KIB, v, (uint64_t) v * 2 * s->page_size);
-        rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-        if (rc == SQLITE_OK) {
-                snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %" PRIu64, s->max_pages);
-                rc = db_query_int64(s->db, NULL, sql, &v);
-        }
-        if (rc != SQLITE_OK)
-                return set_error(ret_error, store_errno(s->db, rc), "%s: %s", s->path, sqlite3_errmsg(s->db));
-
-        for (StoreStatement i = 0; i < _STMT_MAX; i++) {
-                rc = sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL);
-                /* SQLITE_ERROR: a table or column is missing, the file is not what it claims. */
-                if (rc != SQLITE_OK)
-                        return set_error(ret_error, rc == SQLITE_ERROR ? -EBADMSG : store_errno(s->db, rc),
-                                         "%s: failed to prepare \"%s\": %s", s->path, statement_sql[i],
-                                         sqlite3_errmsg(s->db));
-        }
-
-        k = store_load_ids(s, ret_error);
-        if (k >= 0)
-                k = store_load_devices(s, ret_error);
-        if (k >= 0)
-                k = store_load_sinks(s, ret_error);
-        if (k >= 0) {
-                k = store_refresh_pages(s);
-                if (k < 0)
-                        (void) set_error(ret_error, k, "%s: %s", s->path, sqlite3_errmsg(s->db));
-        }
-        return k;
-}
-
-/* Drops what store_open_db() built, so that it can be called again. */
-static void store_close_db(Store *s) {
-        for (StoreStatement i = 0; i < _STMT_MAX; i++)
-                s->stmt[i] = (sqlite3_finalize(s->stmt[i]), NULL);
-        if (s->db)
-                (void) sqlite3_close(s->db);
-        s->db = NULL;
-        s->lock_fd = safe_close(s->lock_fd);
-
-        for (size_t i = 0; i < s->n_devices; i++)
-                (void) idmap_remove(s->devices_by_name, s->devices[i]->name);
-        for (size_t i = 0; i < s->n_devices; i++)
-                free(s->devices[i]);
-        s->n_devices = 0;
-        s->sinks = mfree(s->sinks);
-        s->n_sinks = 0;
-}
-
-/* Renames the database and its -wal and -shm files to "<path>.corrupt-<UTC time>[.N]". */
-static int store_move_aside(const char *path, char **ret_path) {
-        static const char *const suffixes[] = { "-wal", "-shm" };
-        _cleanup_free_ char *aside = NULL;
-        char stamp[32];
-        struct tm tm;
-        time_t t = time(NULL);
-
-        if (!gmtime_r(&t, &tm) || strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
-                return -EINVAL;
-
-        for (unsigned n = 0;; n++) {
-                aside = mfree(aside);
-                if ((n == 0 ? asprintf(&aside, "%s.corrupt-%s", path, stamp)
-                            : asprintf(&aside, "%s.corrupt-%s.%u", path, stamp, n)) < 0) {
-                        aside = NULL;
-                        return -ENOMEM;
-                }
-                if (renameat2(AT_FDCWD, path, AT_FDCWD, aside, RENAME_NOREPLACE) >= 0)
-                        break;
-                if (errno != EEXIST || n >= 100)
-                        return negative_errno();
-        }
-
-        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-                _cleanup_free_ char *from = NULL, *to = NULL;
-
-                if (asprintf(&from, "%s%s", path, suffixes[i]) < 0 || asprintf(&to, "%s%s", aside, suffixes[i]) < 0)
-                        return -ENOMEM;
-                if (rename(from, to) < 0 && errno != ENOENT)
-                        return negative_errno();
-        }
-
-        *ret_path = TAKE_PTR(aside);
-        return 0;
 }
 
 static void store_set_message(Store *s) {
@@ -792,7 +225,7 @@ static void store_arm_timer(Store *s, uint64_t delay_usec) {
         if (!s->timer)
                 return;
         if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
-                now = now_usec(CLOCK_MONOTONIC);
+                now = store_now_usec(CLOCK_MONOTONIC);
         (void) sd_event_source_set_time(s->timer, now + delay_usec);
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
         s->timer_armed = true;
@@ -800,13 +233,11 @@ static void store_arm_timer(Store *s, uint64_t delay_usec) {
 
 /* Something is queued: make sure a commit comes within commit_interval_usec. While degraded,
  * the retry timer is already armed. */
-static void store_schedule(Store *s) {
+void store_schedule(Store *s) {
         if (!s->timer_armed && !s->degraded)
                 store_arm_timer(s, s->settings.commit_interval_usec);
 }
 
-/* Deletes the rows up to an id from readings or anomalies in one transaction, recording the
- * last ids in the state row first, since the deletion may take the newest row. */
 /* Commits the open transaction if everything in it went well (rc), else rolls it back; returns
  * 0 or the negative errno of the failure, with the store's message set. */
 static int store_end_transaction(Store *s, int rc) {
@@ -824,6 +255,8 @@ static int store_end_transaction(Store *s, int rc) {
         return 0;
 }
 
+/* Deletes the rows up to an id from readings or anomalies in one transaction, recording the
+ * last ids in the state row first, since the deletion may take the newest row. */
 static int store_delete_upto(Store *s, StoreStatement delete, uint64_t upto) {
         sqlite3_stmt *state = s->stmt[STMT_UPDATE_STATE];
         int rc;
@@ -1088,7 +521,7 @@ int store_commit(Store *s) {
         }
         if (k < 0) {
                 s->stats.commit_failures++;
-                s->retry_at_usec = now_usec(CLOCK_MONOTONIC) + s->settings.retry_usec;
+                s->retry_at_usec = store_now_usec(CLOCK_MONOTONIC) + s->settings.retry_usec;
                 store_arm_timer(s, s->settings.retry_usec);
                 if (!s->degraded) {
                         s->degraded = true;
@@ -1139,7 +572,7 @@ static StoreDevice *store_device_new(Store *s, const Reading *r) {
 
 /* While degraded, the timer retries; without an event loop, the next append after retry_usec. */
 static bool store_retry_is_due(const Store *s) {
-        return s->degraded && !s->timer && now_usec(CLOCK_MONOTONIC) >= s->retry_at_usec;
+        return s->degraded && !s->timer && store_now_usec(CLOCK_MONOTONIC) >= s->retry_at_usec;
 }
 
 bool store_has_reading(const Store *s, const Reading *r) {
@@ -1268,10 +701,10 @@ static int store_check_directory(const char *path, char **ret_error) {
         if (stat(dir, &st) < 0) {
                 int k = negative_errno();
 
-                return set_error(ret_error, k, "Directory %s of the buffer %s: %s", dir, path, strerror(-k));
+                return store_set_error(ret_error, k, "Directory %s of the buffer %s: %s", dir, path, strerror(-k));
         }
         if (!S_ISDIR(st.st_mode))
-                return set_error(ret_error, -ENOTDIR, "%s, the directory of the buffer %s, is not a directory", dir, path);
+                return store_set_error(ret_error, -ENOTDIR, "%s, the directory of the buffer %s, is not a directory", dir, path);
         return 0;
 }
 
@@ -1289,7 +722,7 @@ int store_open(sd_event *e, const StoreSettings *settings, Store **ret, char **r
 
         k = store_settings_resolve(&t, settings);
         if (k < 0)
-                return set_error(ret_error, k, "Invalid buffer settings");
+                return store_set_error(ret_error, k, "Invalid buffer settings");
 
         k = store_check_directory(t.path, ret_error);
         if (k < 0)
@@ -1319,7 +752,7 @@ int store_open(sd_event *e, const StoreSettings *settings, Store **ret, char **r
                 store_close_db(s);
                 k = store_move_aside(s->path, &aside);
                 if (k < 0)
-                        return set_error(ret_error, k, "%s; failed to move it aside: %s", strempty(error), strerror(-k));
+                        return store_set_error(ret_error, k, "%s; failed to move it aside: %s", strempty(error), strerror(-k));
                 moved = 1;
                 k = store_open_db(s, ret_error);
         } else if (k < 0 && ret_error)
@@ -1331,13 +764,13 @@ int store_open(sd_event *e, const StoreSettings *settings, Store **ret, char **r
                 s->event = sd_event_ref(e);
                 k = sd_event_add_time(e, &s->timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, store_on_timer, s);
                 if (k < 0)
-                        return set_error(ret_error, k, "Failed to add the commit timer: %s", strerror(-k));
+                        return store_set_error(ret_error, k, "Failed to add the commit timer: %s", strerror(-k));
                 (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
                 (void) sd_event_source_set_description(s->timer, "store-commit");
         }
 
         if (moved)
-                (void) set_error(ret_error, 1, "%s; moved it to %s and started an empty buffer", strempty(error), aside);
+                (void) store_set_error(ret_error, 1, "%s; moved it to %s and started an empty buffer", strempty(error), aside);
 
         *ret = TAKE_PTR(s);
         return moved;
@@ -1420,9 +853,9 @@ int store_get_anomalies(Store *s, uint64_t since_usec, StoredAnomaly *ret, size_
                 char channel[8];
 
                 *a = (StoredAnomaly) { .id = (uint64_t) sqlite3_column_int64(st, 0) };
-                if (!column_copy_text(st, 1, a->event.device, sizeof(a->event.device)) ||
-                    !column_copy_text(st, 2, a->event.type, sizeof(a->event.type)) ||
-                    !column_copy_text(st, 3, channel, sizeof(channel)))
+                if (!store_column_copy_text(st, 1, a->event.device, sizeof(a->event.device)) ||
+                    !store_column_copy_text(st, 2, a->event.type, sizeof(a->event.type)) ||
+                    !store_column_copy_text(st, 3, channel, sizeof(channel)))
                         continue;
                 a->event.channel = channel_from_string(channel);
                 if (a->event.channel < 0)
@@ -1432,10 +865,10 @@ int store_get_anomalies(Store *s, uint64_t since_usec, StoredAnomaly *ret, size_
                 a->event.start_seq = (uint64_t) sqlite3_column_int64(st, 6);
                 a->event.end_seq = (uint64_t) sqlite3_column_int64(st, 7);
                 a->event.count = (unsigned) sqlite3_column_int64(st, 8);
-                a->event.peak_z = column_double_or_nan(st, 9);
-                a->event.peak_value = column_double_or_nan(st, 10);
-                a->event.peak_mean = column_double_or_nan(st, 11);
-                a->event.peak_std = column_double_or_nan(st, 12);
+                a->event.peak_z = store_column_double_or_nan(st, 9);
+                a->event.peak_value = store_column_double_or_nan(st, 10);
+                a->event.peak_mean = store_column_double_or_nan(st, 11);
+                a->event.peak_std = store_column_double_or_nan(st, 12);
                 n++;
         }
         if (n < max && rc != SQLITE_DONE) {
@@ -1446,175 +879,4 @@ int store_get_anomalies(Store *s, uint64_t since_usec, StoredAnomaly *ret, size_
         }
         (void) sqlite3_reset(st);
         return (int) n;
-}
-
-static Sink *store_sink_find(const Store *s, const char *name) {
-        if (!name)
-                return NULL;
-        for (size_t i = 0; i < s->n_sinks; i++)
-                if (streq(s->sinks[i].name, name))
-                        return s->sinks + i;
-        return NULL;
-}
-
-int store_sink_add(Store *s, const char *name) {
-        Sink *sink, *a;
-
-        assert(s);
-
-        if (!sink_name_is_valid(name))
-                return -EINVAL;
-
-        sink = store_sink_find(s, name);
-        if (sink) {
-                if (!sink->enabled) {
-                        sink->enabled = true;
-                        sink->handed_out = sink->cursor;
-                        sink->dirty = true;
-                        store_schedule(s);
-                }
-                return 0;
-        }
-
-        a = reallocarray(s->sinks, s->n_sinks + 1, sizeof(Sink));
-        if (!a)
-                return -ENOMEM;
-        s->sinks = a;
-        sink = s->sinks + s->n_sinks++;
-        *sink = (Sink) {
-                .cursor = s->last_id,
-                .handed_out = s->last_id,
-                .enabled = true,
-                .dirty = true,
-        };
-        strcpy(sink->name, name);
-        store_schedule(s);
-        return 1;
-}
-
-int store_set_sinks(Store *s, char *const *names) {
-        int k;
-
-        assert(s);
-
-        for (char *const *n = names; n && *n; n++)
-                if (!sink_name_is_valid(*n))
-                        return -EINVAL;
-
-        for (size_t i = 0; i < s->n_sinks; i++) {
-                Sink *sink = s->sinks + i;
-                bool named = false;
-
-                for (char *const *n = names; n && *n && !named; n++)
-                        named = streq(*n, sink->name);
-                if (sink->enabled && !named) {
-                        sink->enabled = false;
-                        sink->dirty = true;
-                        store_schedule(s);
-                }
-        }
-
-        for (char *const *n = names; n && *n; n++) {
-                k = store_sink_add(s, *n);
-                if (k < 0)
-                        return k;
-        }
-        return 0;
-}
-
-int store_sink_fetch(Store *s, const char *name, StoredReading *ret, size_t max) {
-        sqlite3_stmt *st = s->stmt[STMT_FETCH];
-        Sink *sink;
-        size_t n = 0;
-        int rc = SQLITE_DONE;
-
-        assert(s);
-        assert(ret || max == 0);
-
-        sink = store_sink_find(s, name);
-        if (!sink)
-                return -ENOENT;
-        if (!sink->enabled)
-                return -ESTALE;
-
-        max = MIN(max, (size_t) INT_MAX);
-        (void) sqlite3_bind_int64(st, 1, (sqlite3_int64) sink->handed_out);
-        (void) sqlite3_bind_int64(st, 2, (sqlite3_int64) max);
-        while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                StoredReading *out = ret + n++;
-                Reading *r = &out->reading;
-                const StoreDevice *d = store_device_by_index(s, sqlite3_column_int64(st, 1));
-
-                out->id = (uint64_t) sqlite3_column_int64(st, 0);
-                memset(r, 0, sizeof(*r));
-                if (d) {
-                        memcpy(r->device, d->name, sizeof(r->device));
-                        memcpy(r->type, d->type, sizeof(r->type));
-                }
-                r->time_usec = (uint64_t) sqlite3_column_int64(st, 2);
-                r->seq = (uint64_t) sqlite3_column_int64(st, 3);
-                r->channels = (uint32_t) sqlite3_column_int64(st, 4) & CHANNELS_ALL;
-                for (Channel c = 0; c < _CHANNEL_MAX; c++)
-                        if (r->channels & CHANNEL_BIT(c))
-                                r->values[c] = column_double_or_nan(st, 5 + c);
-                sink->handed_out = out->id;
-        }
-        if (n < max && rc != SQLITE_DONE) {
-                int k = store_errno(s->db, rc);
-
-                (void) sqlite3_reset(st);
-                return n > 0 ? (int) n : k;
-        }
-        (void) sqlite3_reset(st);
-        return (int) n;
-}
-
-int store_sink_ack(Store *s, const char *name, uint64_t upto_id) {
-        Sink *sink;
-
-        assert(s);
-
-        sink = store_sink_find(s, name);
-        if (!sink)
-                return -ENOENT;
-        if (upto_id > s->last_id)
-                return -EINVAL;
-        if (upto_id <= sink->cursor)
-                return 0;
-
-        sink->cursor = upto_id;
-        sink->handed_out = MAX(sink->handed_out, upto_id);
-        sink->dirty = true;
-        store_schedule(s);
-        return 0;
-}
-
-int store_sink_rewind(Store *s, const char *name) {
-        Sink *sink;
-
-        assert(s);
-
-        sink = store_sink_find(s, name);
-        if (!sink)
-                return -ENOENT;
-        sink->handed_out = sink->cursor;
-        return 0;
-}
-
-int store_sink_get(const Store *s, const char *name, StoreSinkInfo *ret) {
-        const Sink *sink;
-
-        assert(s);
-        assert(ret);
-
-        sink = store_sink_find(s, name);
-        if (!sink)
-                return -ENOENT;
-        *ret = (StoreSinkInfo) {
-                .cursor = sink->cursor,
-                .handed_out = sink->handed_out,
-                .backlog = s->last_id >= s->first_id ? s->last_id - MAX(sink->cursor, s->first_id - 1) : 0,
-                .enabled = sink->enabled,
-        };
-        return 0;
 }
