@@ -139,7 +139,7 @@ int device_bus_announce(sd_bus *bus, const Device *d) {
 
 int device_bus_publish(sd_bus *bus, Device *d) {
         _cleanup_free_ char *path = NULL;
-        const char *names[8];
+        const char *names[11];
         size_t n = 0;
         int k;
 
@@ -157,6 +157,11 @@ int device_bus_publish(sd_bus *bus, Device *d) {
         if (d->changed & DEVICE_CHANGED_TYPE) {
                 names[n++] = "Type";
                 names[n++] = "Kind";
+        }
+        if (d->changed & DEVICE_CHANGED_RADIO) {
+                names[n++] = "Address";
+                names[n++] = "RSSI";
+                names[n++] = "Name";
         }
         names[n] = NULL;
         d->changed = 0;

@@ -5,6 +5,7 @@
  * detector; publishing the changes is the bus glue's job, rate-limited there.
  */
 
+#include <stdio.h>
 #include <string.h>
 
 #include "device.h"
@@ -161,6 +162,32 @@ int device_registry_add_anomaly(DeviceRegistry *reg, const AnomalyEvent *e, Devi
         if (ret)
                 *ret = d;
         return 1;
+}
+
+int device_set_radio(Device *d, const char *address, int16_t rssi, const char *name) {
+        assert(d);
+
+        if (address && !streq(d->address, address)) {
+                snprintf(d->address, sizeof(d->address), "%s", address);
+                d->changed |= DEVICE_CHANGED_RADIO;
+        }
+        if (d->rssi != rssi) {
+                d->rssi = rssi;
+                d->changed |= DEVICE_CHANGED_RADIO;
+        }
+        if (!streq_ptr(d->name, name)) {
+                char *copy = NULL;
+
+                if (name) {
+                        copy = strdup(name);
+                        if (!copy)
+                                return -ENOMEM;
+                }
+                free(d->name);
+                d->name = copy;
+                d->changed |= DEVICE_CHANGED_RADIO;
+        }
+        return 0;
 }
 
 static int device_compare(const void *a, const void *b) {

@@ -58,6 +58,7 @@ typedef enum DeviceChange {
         DEVICE_CHANGED_ANOMALIES = 1 << 1, /* AnomaliesDetected */
         DEVICE_CHANGED_CHANNELS = 1 << 2,  /* Channels */
         DEVICE_CHANGED_TYPE = 1 << 3,      /* Type, Kind */
+        DEVICE_CHANGED_RADIO = 1 << 4,     /* Address, RSSI, Name */
 } DeviceChange;
 
 typedef struct Device {
@@ -103,6 +104,10 @@ int device_registry_add_reading(DeviceRegistry *reg, const Reading *r, uint64_t 
 /* Counts an anomaly event for its device: 1 and *ret (if not NULL), or 0 when the device is not
  * tracked. */
 int device_registry_add_anomaly(DeviceRegistry *reg, const AnomalyEvent *e, Device **ret);
+/* What the radio says of a device heard over the air: its address, RSSI and name (NULL: none
+ * known). Marks DEVICE_CHANGED_RADIO when any of them differs. 0, or -ENOMEM (then the name is
+ * left as it was). */
+int device_set_radio(Device *d, const char *address, int16_t rssi, const char *name);
 
 /* Every device, sorted by id, in a malloc'd array of borrowed pointers (free only the array).
  * Returns how many, or -ENOMEM; with 0 devices *ret is NULL. */

@@ -122,18 +122,8 @@ static void manager_track_device(Manager *m, const Reading *r, const BleDeviceIn
 
         (void) sd_event_now(m->event, CLOCK_REALTIME, &now);
         k = device_registry_add_reading(m->devices, r, now, &d);
-        if (k >= 0 && info) {
-                snprintf(d->address, sizeof(d->address), "%s", info->address);
-                d->rssi = info->rssi;
-                if (info->name && !streq_ptr(d->name, info->name)) {
-                        char *name = strdup(info->name);
-
-                        if (name) {
-                                free(d->name);
-                                d->name = name;
-                        }
-                }
-        }
+        if (k >= 0 && info && device_set_radio(d, info->address, info->rssi, info->name) < 0)
+                log_oom();
         if (k > 0)
                 manager_bus_add_device(m, d);
         else if (k == -ENOSPC && m->devices->untracked == 1)

@@ -127,10 +127,41 @@ static void test_bound_and_list(void) {
         ASSERT_U64_EQ(list[0]->readings_received, 2);
 }
 
+static void test_radio(void) {
+        _cleanup_(device_registry_freep) DeviceRegistry *reg = NULL;
+        Reading r = reading("e0e00f93a567", "ruuvi", CHANNEL_BIT(CHANNEL_AX));
+        Device *d;
+
+        ASSERT_OK(device_registry_new(8, &reg));
+        ASSERT_EQ(device_registry_add_reading(reg, &r, 0, &d), 1);
+        ASSERT_STREQ(d->address, "");
+        ASSERT_EQ(d->rssi, DEVICE_RSSI_UNKNOWN);
+        ASSERT_TRUE(d->name == NULL);
+
+        d->changed = 0;
+        ASSERT_OK(device_set_radio(d, "E0:E0:0F:93:A5:67", -70, "Ruuvi A567"));
+        ASSERT_EQ(d->changed, DEVICE_CHANGED_RADIO);
+        ASSERT_STREQ(d->address, "E0:E0:0F:93:A5:67");
+        ASSERT_EQ(d->rssi, -70);
+        ASSERT_STREQ(d->name, "Ruuvi A567");
+
+        /* The same again changes nothing; each field on its own marks the change. */
+        d->changed = 0;
+        ASSERT_OK(device_set_radio(d, "E0:E0:0F:93:A5:67", -70, "Ruuvi A567"));
+        ASSERT_EQ(d->changed, 0);
+        ASSERT_OK(device_set_radio(d, "E0:E0:0F:93:A5:67", -71, "Ruuvi A567"));
+        ASSERT_EQ(d->changed, DEVICE_CHANGED_RADIO);
+        d->changed = 0;
+        ASSERT_OK(device_set_radio(d, "E0:E0:0F:93:A5:67", -71, NULL));
+        ASSERT_EQ(d->changed, DEVICE_CHANGED_RADIO);
+        ASSERT_TRUE(d->name == NULL);
+}
+
 int main(void) {
         test_kind();
         test_readings_and_anomalies();
         test_lookup();
         test_bound_and_list();
+        test_radio();
         return EXIT_SUCCESS;
 }
