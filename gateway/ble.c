@@ -17,6 +17,7 @@
 #include <systemd/sd-event.h>
 
 #include "ble.h"
+#include "bus-properties.h"
 #include "idmap.h"
 #include "profile-ruuvi.h"
 
@@ -260,38 +261,28 @@ static int read_variant_basic(sd_bus_message *m, char type, void *ret) {
         return k < 0 ? k : 1;
 }
 
+typedef struct AdapterState {
+        bool *powered, *discovering;
+} AdapterState;
+
+static int adapter_property(sd_bus_message *m, const char *name, void *userdata) {
+        AdapterState *st = userdata;
+        bool *field = streq(name, "Powered") ? st->powered : streq(name, "Discovering") ? st->discovering : NULL;
+        int v, k;
+
+        if (!field)
+                return 0;
+        k = read_variant_basic(m, 'b', &v);
+        if (k > 0)
+                *field = v;
+        return k < 0 ? k : 1;
+}
+
 /* Reads Powered and Discovering from an a{sv} of Adapter1; *ret_* untouched when absent. */
 static int adapter_read_properties(sd_bus_message *m, bool *ret_powered, bool *ret_discovering) {
-        int k;
+        AdapterState st = { .powered = ret_powered, .discovering = ret_discovering };
 
-        k = sd_bus_message_enter_container(m, 'a', "{sv}");
-        if (k < 0)
-                return k;
-        while ((k = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                const char *name;
-                int v;
-
-                k = sd_bus_message_read(m, "s", &name);
-                if (k < 0)
-                        return k;
-                if (streq(name, "Powered") || streq(name, "Discovering")) {
-                        k = read_variant_basic(m, 'b', &v);
-                        if (k < 0)
-                                return k;
-                        if (k > 0)
-                                *(streq(name, "Powered") ? ret_powered : ret_discovering) = v;
-                } else {
-                        k = sd_bus_message_skip(m, "v");
-                        if (k < 0)
-                                return k;
-                }
-                k = sd_bus_message_exit_container(m);
-                if (k < 0)
-                        return k;
-        }
-        if (k < 0)
-                return k;
-        return sd_bus_message_exit_container(m);
+        return bus_message_foreach_property(m, adapter_property, &st);
 }
 
 /* A new Adapter1 at path; m is at its a{sv}. */
@@ -546,68 +537,68 @@ static int read_manufacturer_data(sd_bus_message *m, uint8_t buf[static BLE_ADVE
         return k < 0 ? k : found;
 }
 
+/* What ble_device_properties() takes from a Device1 a{sv}. */
+typedef struct DeviceProperties {
+        uint8_t data[BLE_ADVERT_MAX];
+        int size;                 /* of data; 0 without ManufacturerData 0x0499 */
+        const char *alias;
+        bool have_rssi;
+        int16_t rssi;
+} DeviceProperties;
+
+static int device_property(sd_bus_message *m, const char *name, void *userdata) {
+        DeviceProperties *p = userdata;
+        int k;
+
+        if (streq(name, "ManufacturerData")) {
+                k = sd_bus_message_enter_container(m, 'v', "a{qv}");
+                if (k == -ENXIO) /* not a{qv} (python-dbusmock's default is aa{qv}) */
+                        return 0;
+                if (k < 0)
+                        return k;
+                p->size = read_manufacturer_data(m, p->data);
+                if (p->size < 0)
+                        return p->size;
+                k = sd_bus_message_exit_container(m);
+                return k < 0 ? k : 1;
+        }
+        if (streq(name, "Name")) {
+                k = read_variant_basic(m, 's', &p->alias);
+                return k < 0 ? k : 1;
+        }
+        if (streq(name, "RSSI")) {
+                k = read_variant_basic(m, 'n', &p->rssi);
+                p->have_rssi = k > 0;
+                return k < 0 ? k : 1;
+        }
+        return 0;
+}
+
 /* Device1 properties at path (an a{sv}, from InterfacesAdded or PropertiesChanged). adverts:
  * whether ManufacturerData is news; the cached value in GetManagedObjects is not. */
 static int ble_device_properties(Ble *b, const char *path, sd_bus_message *m, bool adverts) {
-        uint8_t data[BLE_ADVERT_MAX];
-        const char *alias = NULL;
-        bool have_rssi = false;
-        int16_t rssi = BLE_RSSI_UNKNOWN;
-        int size = 0, k;
+        DeviceProperties p = { .rssi = BLE_RSSI_UNKNOWN };
         BleDevice *d;
+        int k;
 
         if (!ble_find_parent(b, path))
                 return sd_bus_message_skip(m, "a{sv}");
 
-        k = sd_bus_message_enter_container(m, 'a', "{sv}");
-        if (k < 0)
-                return k;
-        while ((k = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                const char *name;
-
-                k = sd_bus_message_read(m, "s", &name);
-                if (k < 0)
-                        return k;
-                if (streq(name, "ManufacturerData")) {
-                        k = sd_bus_message_enter_container(m, 'v', "a{qv}");
-                        if (k == -ENXIO) /* not a{qv} (python-dbusmock's default is aa{qv}) */
-                                k = sd_bus_message_skip(m, "v");
-                        else if (k >= 0) {
-                                size = read_manufacturer_data(m, data);
-                                if (size < 0)
-                                        return size;
-                                k = sd_bus_message_exit_container(m);
-                        }
-                } else if (streq(name, "Name"))
-                        k = read_variant_basic(m, 's', &alias);
-                else if (streq(name, "RSSI")) {
-                        k = read_variant_basic(m, 'n', &rssi);
-                        have_rssi = k > 0;
-                } else
-                        k = sd_bus_message_skip(m, "v");
-                if (k < 0)
-                        return k;
-                k = sd_bus_message_exit_container(m);
-                if (k < 0)
-                        return k;
-        }
-        if (k < 0)
-                return k;
-        k = sd_bus_message_exit_container(m);
+        k = bus_message_foreach_property(m, device_property, &p);
         if (k < 0)
                 return k;
 
         /* Only Ruuvi tags get state: any other device costs nothing more. */
-        d = ble_get_device(b, path, size > 0);
+        d = ble_get_device(b, path, p.size > 0);
         if (!d)
                 return 0;
-        if (have_rssi)
-                d->rssi = rssi;
+        if (p.have_rssi)
+                d->rssi = p.rssi;
         /* sd-bus checked it is UTF-8; a name too long to keep whole is not kept at all. */
-        if (alias && strlen(alias) <= BLE_NAME_MAX)
-                strcpy(d->name, alias);
-        if (size > 0 && adverts)
-                ble_advert(b, d, data, (size_t) size);
+        if (p.alias && strlen(p.alias) <= BLE_NAME_MAX)
+                strcpy(d->name, p.alias);
+        if (p.size > 0 && adverts)
+                ble_advert(b, d, p.data, (size_t) p.size);
         return 0;
 }
 

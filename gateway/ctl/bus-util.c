@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "bus-names.h"
+#include "bus-properties.h"
 #include "bus-util.h"
 #include "log.h"
 #include "verbs.h"
@@ -80,54 +81,43 @@ static int read_property(sd_bus_message *m, char type, void *field) {
         }
 }
 
-int ctl_bus_read_properties(sd_bus_message *m, const CtlProperty *map, size_t n_map, void *ret) {
+typedef struct PropertyMap {
+        const CtlProperty *map;
+        size_t n_map;
+        void *ret;
+} PropertyMap;
+
+static int map_property(sd_bus_message *m, const char *name, void *userdata) {
+        const PropertyMap *pm = userdata;
+        const CtlProperty *p = NULL;
+        const char *contents;
         int k;
 
-        k = sd_bus_message_enter_container(m, 'a', "{sv}");
+        for (size_t i = 0; i < pm->n_map; i++)
+                if (streq(pm->map[i].name, name))
+                        p = pm->map + i;
+
+        k = sd_bus_message_peek_type(m, NULL, &contents);
         if (k < 0)
                 return k;
+        /* A property of another type than we know is a newer daemon's: skip, don't fail. */
+        if (!p || contents[1] != '\0' || contents[0] != p->type)
+                return 0;
 
-        while ((k = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                const CtlProperty *p = NULL;
-                const char *name, *contents;
-                char type;
-
-                k = sd_bus_message_read_basic(m, 's', &name);
-                if (k < 0)
-                        return k;
-                for (size_t i = 0; i < n_map; i++)
-                        if (streq(map[i].name, name))
-                                p = map + i;
-
-                k = sd_bus_message_peek_type(m, NULL, &contents);
-                if (k < 0)
-                        return k;
-                type = contents[0];
-                /* A property of another type than we know is a newer daemon's: skip, don't fail. */
-                if (!p || contents[1] != '\0' || type != p->type) {
-                        k = sd_bus_message_skip(m, "v");
-                        if (k < 0)
-                                return k;
-                } else {
-                        k = sd_bus_message_enter_container(m, 'v', contents);
-                        if (k < 0)
-                                return k;
-                        k = read_property(m, type, (uint8_t *) ret + p->offset);
-                        if (k < 0)
-                                return k;
-                        k = sd_bus_message_exit_container(m);
-                        if (k < 0)
-                                return k;
-                }
-
-                k = sd_bus_message_exit_container(m);
-                if (k < 0)
-                        return k;
-        }
+        k = sd_bus_message_enter_container(m, 'v', contents);
         if (k < 0)
                 return k;
+        k = read_property(m, p->type, (uint8_t *) pm->ret + p->offset);
+        if (k < 0)
+                return k;
+        k = sd_bus_message_exit_container(m);
+        return k < 0 ? k : 1;
+}
 
-        return sd_bus_message_exit_container(m);
+int ctl_bus_read_properties(sd_bus_message *m, const CtlProperty *map, size_t n_map, void *ret) {
+        PropertyMap pm = { .map = map, .n_map = n_map, .ret = ret };
+
+        return bus_message_foreach_property(m, map_property, &pm);
 }
 
 int ctl_bus_get_all(sd_bus *bus, const char *path, const char *interface, const CtlProperty *map, size_t n_map,
