@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "reading.h"
 
 #define STANDARD_GRAVITY 9.80665 /* m/s² per g */
 #define MG (STANDARD_GRAVITY / 1000.0)
@@ -53,22 +54,8 @@
 /* 2018-01-10T00:00:00Z, the day of the seed tutorial's data. */
 #define START_MS_DEFAULT UINT64_C(1515542400000)
 
-typedef enum Channel {
-        CH_AX, CH_AY, CH_AZ,
-        CH_GX, CH_GY, CH_GZ,
-        CH_MX, CH_MY, CH_MZ,
-        CH_OA, CH_OB, CH_OG,
-        _CH_MAX,
-} Channel;
-
-#define CH_BIT(c) (UINT32_C(1) << (c))
-
-static const char *const channel_names[_CH_MAX] = {
-        "ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz", "oa", "ob", "og",
-};
-
 /* Printed resolution per channel: 0.1 mm/s² (well below Ruuvi's 1 mG), 1 m°/s, 1 nT, 1 m°. */
-static const unsigned channel_decimals[_CH_MAX] = {
+static const unsigned channel_decimals[_CHANNEL_MAX] = {
         4, 4, 4, 3, 3, 3, 3, 3, 3, 3, 3, 3,
 };
 
@@ -95,19 +82,19 @@ static const char *const kind_types[_KIND_MAX] = {
 /* Which channels each kind carries, and which of them get anomalies. The phone's alpha is a
  * compass heading that wraps at 360°, where any z-score sees a jump, so it is left clean. */
 static const uint32_t kind_channels[_KIND_MAX] = {
-        [KIND_PHONE] = CH_BIT(CH_AX) | CH_BIT(CH_AY) | CH_BIT(CH_AZ) | CH_BIT(CH_GX) | CH_BIT(CH_GY) |
-                       CH_BIT(CH_GZ) | CH_BIT(CH_OA) | CH_BIT(CH_OB) | CH_BIT(CH_OG),
-        [KIND_RUUVI] = CH_BIT(CH_AX) | CH_BIT(CH_AY) | CH_BIT(CH_AZ),
-        [KIND_SENSORTAG] = CH_BIT(CH_AX) | CH_BIT(CH_AY) | CH_BIT(CH_AZ) | CH_BIT(CH_GX) | CH_BIT(CH_GY) |
-                           CH_BIT(CH_GZ) | CH_BIT(CH_MX) | CH_BIT(CH_MY) | CH_BIT(CH_MZ),
+        [KIND_PHONE] = CHANNEL_BIT(CHANNEL_AX) | CHANNEL_BIT(CHANNEL_AY) | CHANNEL_BIT(CHANNEL_AZ) | CHANNEL_BIT(CHANNEL_GX) | CHANNEL_BIT(CHANNEL_GY) |
+                       CHANNEL_BIT(CHANNEL_GZ) | CHANNEL_BIT(CHANNEL_OA) | CHANNEL_BIT(CHANNEL_OB) | CHANNEL_BIT(CHANNEL_OG),
+        [KIND_RUUVI] = CHANNEL_BIT(CHANNEL_AX) | CHANNEL_BIT(CHANNEL_AY) | CHANNEL_BIT(CHANNEL_AZ),
+        [KIND_SENSORTAG] = CHANNEL_BIT(CHANNEL_AX) | CHANNEL_BIT(CHANNEL_AY) | CHANNEL_BIT(CHANNEL_AZ) | CHANNEL_BIT(CHANNEL_GX) | CHANNEL_BIT(CHANNEL_GY) |
+                           CHANNEL_BIT(CHANNEL_GZ) | CHANNEL_BIT(CHANNEL_MX) | CHANNEL_BIT(CHANNEL_MY) | CHANNEL_BIT(CHANNEL_MZ),
 };
 
 static const uint32_t kind_anomaly_channels[_KIND_MAX] = {
-        [KIND_PHONE] = CH_BIT(CH_AX) | CH_BIT(CH_AY) | CH_BIT(CH_AZ) | CH_BIT(CH_GX) | CH_BIT(CH_GY) |
-                       CH_BIT(CH_GZ) | CH_BIT(CH_OB) | CH_BIT(CH_OG),
-        [KIND_RUUVI] = CH_BIT(CH_AX) | CH_BIT(CH_AY) | CH_BIT(CH_AZ),
-        [KIND_SENSORTAG] = CH_BIT(CH_AX) | CH_BIT(CH_AY) | CH_BIT(CH_AZ) | CH_BIT(CH_GX) | CH_BIT(CH_GY) |
-                           CH_BIT(CH_GZ) | CH_BIT(CH_MX) | CH_BIT(CH_MY) | CH_BIT(CH_MZ),
+        [KIND_PHONE] = CHANNEL_BIT(CHANNEL_AX) | CHANNEL_BIT(CHANNEL_AY) | CHANNEL_BIT(CHANNEL_AZ) | CHANNEL_BIT(CHANNEL_GX) | CHANNEL_BIT(CHANNEL_GY) |
+                       CHANNEL_BIT(CHANNEL_GZ) | CHANNEL_BIT(CHANNEL_OB) | CHANNEL_BIT(CHANNEL_OG),
+        [KIND_RUUVI] = CHANNEL_BIT(CHANNEL_AX) | CHANNEL_BIT(CHANNEL_AY) | CHANNEL_BIT(CHANNEL_AZ),
+        [KIND_SENSORTAG] = CHANNEL_BIT(CHANNEL_AX) | CHANNEL_BIT(CHANNEL_AY) | CHANNEL_BIT(CHANNEL_AZ) | CHANNEL_BIT(CHANNEL_GX) | CHANNEL_BIT(CHANNEL_GY) |
+                           CHANNEL_BIT(CHANNEL_GZ) | CHANNEL_BIT(CHANNEL_MX) | CHANNEL_BIT(CHANNEL_MY) | CHANNEL_BIT(CHANNEL_MZ),
 };
 
 /* xoshiro256** (Blackman and Vigna), seeded from splitmix64 as its authors recommend. */
@@ -257,7 +244,7 @@ typedef struct Device {
         char prefix[64]; /* ",<deviceId>,<deviceType>" */
         size_t prefix_len;
         uint32_t channels;
-        Signal signals[_CH_MAX];
+        Signal signals[_CHANNEL_MAX];
         Rng noise;
         uint64_t n_samples;
         size_t anomaly_first, n_anomalies, anomaly_next; /* its slice of the anomaly table */
@@ -302,7 +289,7 @@ static void device_setup_phone(Device *d, Rng *r, uint64_t rate) {
 
         /* W3C DeviceMotionEvent.acceleration excludes gravity: a hand's slow wobble, a faint
          * physiological tremor, sensor noise. */
-        for (Channel c = CH_AX; c <= CH_AZ; c++) {
+        for (Channel c = CHANNEL_AX; c <= CHANNEL_AZ; c++) {
                 s[c].noise = rng_range(r, 0.03, 0.08);
                 wave_random(s[c].waves + 0, r, 0.1, 0.6, 0.3, 2.5);
                 wave_random(s[c].waves + 1, r, 0.02, 0.15, MIN(3.0, 0.3 * (double) rate), MIN(6.0, 0.4 * (double) rate));
@@ -311,33 +298,33 @@ static void device_setup_phone(Device *d, Rng *r, uint64_t rate) {
         /* Alpha is the heading: slow turning. Beta (front-back tilt) sways around 30°, as a
          * phone held to be read; gamma (left-right) around level. The ranges keep the largest
          * anomaly inside beta's [-180, 180) and gamma's [-90, 90). */
-        s[CH_OA].base = rng_range(r, 0.0, 360.0);
-        s[CH_OA].drift = rng_range(r, 0.2, 2.0);
-        s[CH_OA].drift *= rng_sign(r);
-        s[CH_OA].noise = 0.2;
-        wave_random(s[CH_OA].waves + 0, r, 1.0, 3.0, 0.05, 0.2);
+        s[CHANNEL_OA].base = rng_range(r, 0.0, 360.0);
+        s[CHANNEL_OA].drift = rng_range(r, 0.2, 2.0);
+        s[CHANNEL_OA].drift *= rng_sign(r);
+        s[CHANNEL_OA].noise = 0.2;
+        wave_random(s[CHANNEL_OA].waves + 0, r, 1.0, 3.0, 0.05, 0.2);
 
-        s[CH_OB].base = 30.0;
-        s[CH_OB].noise = 0.3;
-        wave_random(s[CH_OB].waves + 0, r, 3.0, 8.0, 0.1, 0.6);
-        wave_random(s[CH_OB].waves + 1, r, 0.5, 1.5, MIN(1.0, 0.2 * (double) rate), MIN(3.0, 0.4 * (double) rate));
+        s[CHANNEL_OB].base = 30.0;
+        s[CHANNEL_OB].noise = 0.3;
+        wave_random(s[CHANNEL_OB].waves + 0, r, 3.0, 8.0, 0.1, 0.6);
+        wave_random(s[CHANNEL_OB].waves + 1, r, 0.5, 1.5, MIN(1.0, 0.2 * (double) rate), MIN(3.0, 0.4 * (double) rate));
 
-        s[CH_OG].base = rng_range(r, -5.0, 5.0);
-        s[CH_OG].noise = 0.3;
-        wave_random(s[CH_OG].waves + 0, r, 2.0, 4.0, 0.1, 0.6);
+        s[CHANNEL_OG].base = rng_range(r, -5.0, 5.0);
+        s[CHANNEL_OG].noise = 0.3;
+        wave_random(s[CHANNEL_OG].waves + 0, r, 2.0, 4.0, 0.1, 0.6);
 
         /* The rotation rate follows the orientation: gx about x is beta's rate, gy gamma's, gz
          * alpha's, so the gyroscope agrees with the orientation it reports. */
-        s[CH_GX].noise = rng_range(r, 0.3, 1.0);
-        s[CH_GX].waves[0] = wave_derivative(s[CH_OB].waves[0]);
-        s[CH_GX].waves[1] = wave_derivative(s[CH_OB].waves[1]);
+        s[CHANNEL_GX].noise = rng_range(r, 0.3, 1.0);
+        s[CHANNEL_GX].waves[0] = wave_derivative(s[CHANNEL_OB].waves[0]);
+        s[CHANNEL_GX].waves[1] = wave_derivative(s[CHANNEL_OB].waves[1]);
 
-        s[CH_GY].noise = rng_range(r, 0.3, 1.0);
-        s[CH_GY].waves[0] = wave_derivative(s[CH_OG].waves[0]);
+        s[CHANNEL_GY].noise = rng_range(r, 0.3, 1.0);
+        s[CHANNEL_GY].waves[0] = wave_derivative(s[CHANNEL_OG].waves[0]);
 
-        s[CH_GZ].base = s[CH_OA].drift;
-        s[CH_GZ].noise = rng_range(r, 0.3, 1.0);
-        s[CH_GZ].waves[0] = wave_derivative(s[CH_OA].waves[0]);
+        s[CHANNEL_GZ].base = s[CHANNEL_OA].drift;
+        s[CHANNEL_GZ].noise = rng_range(r, 0.3, 1.0);
+        s[CHANNEL_GZ].waves[0] = wave_derivative(s[CHANNEL_OA].waves[0]);
 }
 
 static void device_setup_ruuvi(Device *d, Rng *r) {
@@ -350,8 +337,8 @@ static void device_setup_ruuvi(Device *d, Rng *r) {
         rotation_from_angles(0.0, pitch, roll, m);
         rotation_to_sensor(m, (const double[3]) { 0.0, 0.0, STANDARD_GRAVITY }, g);
 
-        for (Channel c = CH_AX; c <= CH_AZ; c++) {
-                d->signals[c].base = g[c - CH_AX];
+        for (Channel c = CHANNEL_AX; c <= CHANNEL_AZ; c++) {
+                d->signals[c].base = g[c - CHANNEL_AX];
                 d->signals[c].noise = rng_range(r, 0.015, 0.025);
         }
 }
@@ -375,18 +362,18 @@ static void device_setup_sensortag(Device *d, Rng *r, uint64_t rate) {
          * shakes all three axes, and rocks the tag a little. */
         hz = rng_range(r, 8.0, 20.0);
         hz = MIN(hz, 0.4 * (double) rate);
-        for (Channel c = CH_AX; c <= CH_AZ; c++) {
-                d->signals[c].base = g[c - CH_AX];
+        for (Channel c = CHANNEL_AX; c <= CHANNEL_AZ; c++) {
+                d->signals[c].base = g[c - CHANNEL_AX];
                 d->signals[c].noise = rng_range(r, 0.02, 0.05);
                 wave_random(d->signals[c].waves + 0, r, 0.05, 0.4, hz, hz);
         }
-        for (Channel c = CH_GX; c <= CH_GZ; c++) {
+        for (Channel c = CHANNEL_GX; c <= CHANNEL_GZ; c++) {
                 d->signals[c].base = rng_range(r, -1.0, 1.0); /* gyroscope bias */
                 d->signals[c].noise = rng_range(r, 0.1, 0.4);
                 wave_random(d->signals[c].waves + 0, r, 0.2, 1.5, hz, hz);
         }
-        for (Channel c = CH_MX; c <= CH_MZ; c++) {
-                d->signals[c].base = b[c - CH_MX];
+        for (Channel c = CHANNEL_MX; c <= CHANNEL_MZ; c++) {
+                d->signals[c].base = b[c - CHANNEL_MX];
                 d->signals[c].noise = rng_range(r, 0.2, 0.5);
         }
 }
@@ -444,7 +431,7 @@ static void device_setup(Device *devices, size_t k, const Options *o, Rng *r) {
                 abort();
         }
 
-        for (Channel c = 0; c < _CH_MAX; c++)
+        for (Channel c = 0; c < _CHANNEL_MAX; c++)
                 for (size_t w = 0; w < ELEMENTSOF(d->signals[c].waves); w++)
                         wave_start(d->signals[c].waves + w, o->rate);
 }
@@ -461,11 +448,11 @@ static int device_schedule(Device *d, uint32_t index, const Options *o, Rng *r, 
         uint64_t guard = MAX(o->rate, WINDOW);
         uint64_t slot = MAX(10 * o->rate, 4 * WINDOW);
         uint32_t candidates = kind_anomaly_channels[d->kind];
-        Channel choice[_CH_MAX];
+        Channel choice[_CHANNEL_MAX];
         size_t n_choice = 0;
 
-        for (Channel c = 0; c < _CH_MAX; c++)
-                if (candidates & CH_BIT(c))
+        for (Channel c = 0; c < _CHANNEL_MAX; c++)
+                if (candidates & CHANNEL_BIT(c))
                         choice[n_choice++] = c;
 
         d->anomaly_first = *n_anomalies;
@@ -580,13 +567,13 @@ static double degrees_wrap(double v, double lo, double span, unsigned decimals) 
 }
 
 static char *device_format_sample(Device *d, const Anomaly *anomalies, uint64_t i, double rate, char *p) {
-        double t = (double) i / rate, v[_CH_MAX];
+        double t = (double) i / rate, v[_CHANNEL_MAX];
         const Anomaly *a = NULL;
 
-        for (Channel c = 0; c < _CH_MAX; c++) {
+        for (Channel c = 0; c < _CHANNEL_MAX; c++) {
                 Signal *s = d->signals + c;
 
-                if (!(d->channels & CH_BIT(c)))
+                if (!(d->channels & CHANNEL_BIT(c)))
                         continue;
 
                 v[c] = s->base + s->drift * t;
@@ -606,13 +593,13 @@ static char *device_format_sample(Device *d, const Anomaly *anomalies, uint64_t 
         switch (d->kind) {
         case KIND_PHONE:
                 /* The W3C ranges. Only alpha ever wraps; the others stay inside by design. */
-                v[CH_OA] = degrees_wrap(v[CH_OA], 0.0, 360.0, channel_decimals[CH_OA]);
-                v[CH_OB] = degrees_wrap(v[CH_OB], -180.0, 360.0, channel_decimals[CH_OB]);
-                v[CH_OG] = MIN(MAX(v[CH_OG], -90.0), 89.999);
+                v[CHANNEL_OA] = degrees_wrap(v[CHANNEL_OA], 0.0, 360.0, channel_decimals[CHANNEL_OA]);
+                v[CHANNEL_OB] = degrees_wrap(v[CHANNEL_OB], -180.0, 360.0, channel_decimals[CHANNEL_OB]);
+                v[CHANNEL_OG] = MIN(MAX(v[CHANNEL_OG], -90.0), 89.999);
                 break;
         case KIND_RUUVI:
                 /* Format 5 sends whole mG, clipped at the default ±2 g range. */
-                for (Channel c = CH_AX; c <= CH_AZ; c++) {
+                for (Channel c = CHANNEL_AX; c <= CHANNEL_AZ; c++) {
                         long long mg = llround(v[c] / MG);
                         v[c] = (double) MIN(MAX(mg, -2000LL), 2000LL) * MG;
                 }
@@ -621,9 +608,9 @@ static char *device_format_sample(Device *d, const Anomaly *anomalies, uint64_t 
                 break;
         }
 
-        for (Channel c = 0; c < _CH_MAX; c++) {
+        for (Channel c = 0; c < _CHANNEL_MAX; c++) {
                 *p++ = ',';
-                if (d->channels & CH_BIT(c))
+                if (d->channels & CHANNEL_BIT(c))
                         p = format_fixed(p, v[c], channel_decimals[c]);
         }
         *p++ = '\n';
@@ -760,7 +747,7 @@ static int write_anomalies(FILE *f, const Options *o, const Device *devices, con
                 size_t n;
 
                 n = (size_t) snprintf(line, sizeof(line), "%s,%s,%s,", devices[a->device].id,
-                                      channel_names[a->channel], a->step ? "step" : "spike");
+                                      channel_to_string(a->channel), a->step ? "step" : "spike");
                 p += n;
                 p = format_u64(p, sample_time_ms(o, a->first, a->device));
                 *p++ = ',';
