@@ -102,8 +102,7 @@ static void manager_on_anomaly(const AnomalyEvent *e, void *userdata) {
 
         m->anomaly_events++;
         (void) device_registry_add_anomaly(m->devices, e, NULL);
-        /* An event closed by a reading the store had already was stored with that reading. */
-        k = m->feeding_duplicate ? 0 : store_append_anomaly(m->store, e);
+        k = store_append_anomaly(m->store, e);
         if (k < 0)
                 log_warning_errno(k, "Failed to queue the anomaly event of %s for the store, ignoring: %m", e->device);
         manager_bus_send_anomaly(m, e);
@@ -140,11 +139,9 @@ static void manager_feed(Manager *m, const Reading *r, const BleDeviceInfo *info
         m->readings_received++;
         manager_track_device(m, r, info);
 
-        /* A reading the store has already (a replay read again after a crash, a Ruuvi advert
-         * heard twice) still goes to the detector, to rebuild its windows, but the events it
-         * closes were stored with it before. Scored first, then queued: an event closed by
-         * this reading is queued before it, so both are committed together or not at all. */
-        m->feeding_duplicate = store_has_reading(m->store, r);
+        /* Scored first, then queued. A reading the store has already (a replay read again
+         * after a crash) still goes to the detector, to rebuild its windows; the store skips
+         * it, and the events it closes, which it stored before. */
         k = detector_feed(m->detector, r, NULL);
         if (k < 0)
                 log_warning_errno(k, "Failed to score reading %" PRIu64 " of %s, ignoring: %m", r->seq, r->device);
@@ -154,7 +151,6 @@ static void manager_feed(Manager *m, const Reading *r, const BleDeviceInfo *info
         if (k < 0)
                 log_warning_errno(k, "Failed to queue reading %" PRIu64 " of %s for the store, dropping it: %m",
                                   r->seq, r->device);
-        m->feeding_duplicate = false;
 }
 
 static void manager_on_reading(const Reading *r, void *userdata) {

@@ -35,7 +35,6 @@ const char *gateway_state_to_string(GatewayState s);
 
 /* The gateway's counters, as org.blegate.Gateway1 publishes them. */
 typedef struct GatewayCounters {
-        bool feeding_duplicate;  /* the reading being scored was in the store already */
 
         uint64_t readings_received;       /* taken in from every source since start */
         uint64_t readings_stored;         /* committed to the store since start */
@@ -90,7 +89,6 @@ typedef struct Manager {
         uint64_t watchdog_usec;
 
         bool drained;            /* --drain-and-exit has seen everything handled */
-        bool feeding_duplicate;  /* the reading being scored was in the store already */
         bool ready;              /* READY=1 sent */
         bool stopping;
 

@@ -88,6 +88,7 @@ struct Store {
         /* The readings in the file are [first_id, last_id]; empty when first_id > last_id. */
         uint64_t first_id, last_id;
         uint64_t first_anomaly_id, last_anomaly_id;
+        uint64_t written_anomaly_id;    /* by the last store_write(): events already stored take no id */
 
         bool degraded;
         uint64_t retry_at_usec;         /* CLOCK_MONOTONIC; for callers without an event loop */

@@ -31,7 +31,8 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_INSERT_READING] = "INSERT INTO readings (id, device, time_usec, seq, channels, " READING_COLUMNS ") "
                                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         [STMT_INSERT_ANOMALY] = "INSERT INTO anomalies (" ANOMALY_COLUMNS ") "
-                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
+                                "ON CONFLICT (device, channel, start_seq) DO NOTHING",
         [STMT_UPSERT_DEVICE] = "INSERT INTO devices (id, name, type, first_seen_usec, last_seen_usec, last_seq) "
                                "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
                                "ON CONFLICT (id) DO UPDATE SET type = excluded.type, "
@@ -88,6 +89,9 @@ static int store_migrate_to_1(sqlite3 *db) {
                 "  count INTEGER NOT NULL,"
                 "  peak_z REAL, peak_value REAL, peak_mean REAL, peak_std REAL);"
                 "CREATE INDEX anomalies_start ON anomalies (start_usec);"
+                /* An event is its first reading on one channel: the same one detected again
+                 * (a replay read again after a crash) is stored once. */
+                "CREATE UNIQUE INDEX anomalies_event ON anomalies (device, channel, start_seq);"
                 "CREATE TABLE sinks ("
                 "  name TEXT PRIMARY KEY,"
                 "  cursor INTEGER NOT NULL,"

@@ -439,7 +439,10 @@ static int store_write(Store *s) {
                 (void) sqlite3_bind_double(st, 12, e->peak_mean);
                 (void) sqlite3_bind_double(st, 13, e->peak_std);
                 rc = stmt_run(st);
+                if (rc == SQLITE_OK && sqlite3_changes(s->db) == 0)
+                        aid--; /* stored before: its id stays free, so ids keep counting events */
         }
+        s->written_anomaly_id = aid;
 
         /* Old anomaly events beyond the bound go in the same transaction; the state row keeps
          * the last id in case the deletion takes them all. */
@@ -485,14 +488,15 @@ static int store_write(Store *s) {
 }
 
 static void store_written(Store *s) {
-        uint64_t aid = s->last_anomaly_id + s->n_pending_anomalies;
+        uint64_t aid = s->written_anomaly_id, stored = aid - s->last_anomaly_id;
 
         s->last_id += s->n_pending;
         s->stats.committed += s->n_pending;
         s->pending_head = s->n_pending = 0;
 
         s->last_anomaly_id = aid;
-        s->stats.anomalies_committed += s->n_pending_anomalies;
+        s->stats.anomalies_committed += stored;
+        s->stats.anomalies_duplicates += s->n_pending_anomalies - stored;
         s->n_pending_anomalies = 0;
         if (aid >= s->first_anomaly_id && aid - s->first_anomaly_id + 1 > s->settings.max_anomalies) {
                 s->stats.anomalies_dropped += aid - s->settings.max_anomalies + 1 - s->first_anomaly_id;
@@ -573,16 +577,6 @@ static StoreDevice *store_device_new(Store *s, const Reading *r) {
 /* While degraded, the timer retries; without an event loop, the next append after retry_usec. */
 static bool store_retry_is_due(const Store *s) {
         return s->degraded && !s->timer && store_now_usec(CLOCK_MONOTONIC) >= s->retry_at_usec;
-}
-
-bool store_has_reading(const Store *s, const Reading *r) {
-        const StoreDevice *d;
-
-        assert(s);
-        assert(r);
-
-        d = idmap_get(s->devices_by_name, r->device);
-        return d && r->seq <= d->last_seq;
 }
 
 int store_append(Store *s, const Reading *r) {

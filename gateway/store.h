@@ -94,6 +94,7 @@ typedef struct StoreStats {
         uint64_t anomalies_appended;
         uint64_t anomalies_committed;
         uint64_t anomalies_dropped;   /* dropped from the memory queue, or deleted over max_anomalies */
+        uint64_t anomalies_duplicates; /* skipped: the same event (device, channel, first reading) was stored */
         uint64_t commits;             /* successful commit transactions */
         uint64_t commit_failures;     /* failed commit attempts */
 
@@ -149,9 +150,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Store *, store_free);
  * without a valid device id, or -ENOMEM. A commit failure is not an error here: it makes the
  * store degraded and the reading stays queued. */
 int store_append(Store *s, const Reading *r);
-/* Whether store_append() would skip r as a duplicate: the store has (or has queued) it already. */
-bool store_has_reading(const Store *s, const Reading *r);
-/* Queues an anomaly event, committed with the next batch. 0, -EINVAL or -ENOMEM. */
+
+/* Queues an anomaly event, committed with the next batch. An event the file holds already (the
+ * same device, channel and first reading) is skipped then, and counted. 0, -EINVAL or -ENOMEM. */
 int store_append_anomaly(Store *s, const AnomalyEvent *e);
 /* Commits everything queued now (readings, anomalies, sink cursors). 0 on success (also with
  * nothing to do), else the negative errno of the failure, the store degraded. */

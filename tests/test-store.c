@@ -312,12 +312,8 @@ static void test_duplicates(void) {
         s = open_store(NULL, &settings);
         for (uint64_t i = 10; i <= 20; i++) {
                 r = make_reading("a", i);
-                ASSERT_EQ(store_has_reading(s, &r), i <= 15);
                 ASSERT_EQ(store_append(s, &r), i > 15);
-                ASSERT_TRUE(store_has_reading(s, &r));
         }
-        r = make_reading("never-seen", 1);
-        ASSERT_FALSE(store_has_reading(s, &r));
         r = make_reading("b", 3);
         ASSERT_EQ(store_append(s, &r), 0);
         r = make_reading("b", 4);
@@ -545,7 +541,7 @@ static void test_anomaly_bound(void) {
 
         for (unsigned i = 0; i < 25; i++) {
                 AnomalyEvent e = { .device = "dev", .type = "t", .channel = CHANNEL_AX, .start_usec = 1000 + i,
-                                   .end_usec = 1000 + i, .count = 1, .peak_z = 3 + i };
+                                   .end_usec = 1000 + i, .start_seq = i, .end_seq = i, .count = 1, .peak_z = 3 + i };
 
                 ASSERT_OK(store_append_anomaly(s, &e));
                 if (i % 7 == 0)
@@ -563,6 +559,36 @@ static void test_anomaly_bound(void) {
         ASSERT_U64_EQ(out[1].id, out[0].id + 1);
         s = store_free(s);
         ASSERT_EQ(query_int(settings.path, "SELECT count(*) FROM anomalies"), 10);
+}
+
+static void test_anomaly_duplicates(void) {
+        StoreSettings settings = { .path = new_path("anomaly-duplicates") };
+        _cleanup_(store_freep) Store *s = open_store(NULL, &settings);
+        AnomalyEvent e = { .device = "dev", .type = "t", .channel = CHANNEL_AX, .start_usec = 1000, .end_usec = 1010,
+                           .start_seq = 7, .end_seq = 8, .count = 2, .peak_z = 4 };
+        StoredAnomaly out[4];
+
+        ASSERT_OK(store_append_anomaly(s, &e));
+        ASSERT_OK(store_commit(s));
+        s = store_free(s);
+
+        /* Detected again after a restart: the same event, and one on another channel, one
+         * starting later; the first is skipped without taking an id. */
+        s = open_store(NULL, &settings);
+        ASSERT_OK(store_append_anomaly(s, &e));
+        e.channel = CHANNEL_AY;
+        ASSERT_OK(store_append_anomaly(s, &e));
+        e.start_seq = 9;
+        ASSERT_OK(store_append_anomaly(s, &e));
+        ASSERT_OK(store_commit(s));
+        ASSERT_EQ(get_stats(s).anomalies_committed, 2);
+        ASSERT_EQ(get_stats(s).anomalies_duplicates, 1);
+        ASSERT_EQ(get_stats(s).anomalies, 3);
+        ASSERT_EQ(store_get_anomalies(s, 0, out, ELEMENTSOF(out)), 3);
+        ASSERT_U64_EQ(out[1].id, out[0].id + 1);
+        ASSERT_U64_EQ(out[2].id, out[1].id + 1);
+        s = store_free(s);
+        ASSERT_EQ(query_int(settings.path, "SELECT count(*) FROM anomalies"), 3);
 }
 
 static void test_refusals(void) {
@@ -973,6 +999,7 @@ int main(void) {
         test_eviction();
         test_eviction_big_batches();
         test_anomaly_bound();
+        test_anomaly_duplicates();
         test_refusals();
         test_corrupt();
         test_disk_full();

@@ -146,6 +146,22 @@ class Store(TestCase):
             self.assertTrue(f.read().startswith(b"SQLite format 3\0"))
         self.assertEqual(self.check_db(db, 24000), 24000)
 
+    def test_replaying_again_stores_nothing_twice(self):
+        db = self.path("buffer.db")
+        counts = []
+        for _ in range(2):
+            code, out = self.run_daemon("--config", self.config(), "--replay", harness.SAMPLE_RECORDING,
+                                        "--speed", "0", "--drain-and-exit")
+            self.assertEqual(code, 0, out)
+            con = sqlite3.connect(db)
+            counts.append(con.execute("SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM anomalies)")
+                          .fetchone())
+            con.close()
+        self.assertEqual(counts[0], counts[1])
+        self.assertEqual(counts[0][0], 24000)
+        self.assertGreater(counts[0][1], 100)
+        self.assertIn("0 readings committed, 24000 duplicates skipped", out)
+
     def test_second_daemon_on_the_same_store_refuses(self):
         rec = generate(self.path("rec.csv"), 300000)
         first = self.start("--config", self.config(), "--replay", rec, "--speed", "1")
