@@ -117,6 +117,19 @@ static int parse_argv(int argc, char *argv[], const VerbHelp *h, int min_args, i
         return 1;
 }
 
+/* The start every bus verb shares: its options, then the connection. Returns -1 to go on, or the
+ * exit code to return (--help, a usage error, no bus). */
+static int verb_start(int argc, char *argv[], const VerbHelp *h, int min_args, int max_args, VerbOptions *o,
+                      sd_bus **ret_bus) {
+        int k;
+
+        k = parse_argv(argc, argv, h, min_args, max_args, o);
+        if (k <= 0)
+                return k < 0 ? EXIT_USAGE : EXIT_SUCCESS;
+        k = ctl_bus_open(ret_bus);
+        return k != 0 ? k : -1;
+}
+
 static uint64_t now_usec(void) {
         struct timespec ts;
 
@@ -215,12 +228,8 @@ int verb_status(int argc, char *argv[]) {
         VerbOptions o;
         int k;
 
-        k = parse_argv(argc, argv, &h, 0, 0, &o);
-        if (k <= 0)
-                return k < 0 ? EXIT_USAGE : EXIT_SUCCESS;
-
-        k = ctl_bus_open(&bus);
-        if (k != 0)
+        k = verb_start(argc, argv, &h, 0, 0, &o, &bus);
+        if (k >= 0)
                 return k;
         k = ctl_bus_get_all(bus, BUS_PATH_GATEWAY, BUS_INTERFACE_GATEWAY, map, ELEMENTSOF(map), &info, &error);
         if (k >= 0)
@@ -340,12 +349,8 @@ int verb_devices(int argc, char *argv[]) {
         VerbOptions o;
         int k;
 
-        k = parse_argv(argc, argv, &h, 0, 0, &o);
-        if (k <= 0)
-                return k < 0 ? EXIT_USAGE : EXIT_SUCCESS;
-
-        k = ctl_bus_open(&bus);
-        if (k != 0)
+        k = verb_start(argc, argv, &h, 0, 0, &o, &bus);
+        if (k >= 0)
                 return k;
         k = sd_bus_call_method(bus, BUS_NAME, BUS_PATH_GATEWAY, BUS_INTERFACE_GATEWAY, "ListDevices", &error, &reply,
                                NULL);
@@ -535,12 +540,8 @@ int verb_sinks(int argc, char *argv[]) {
         VerbOptions o;
         int k;
 
-        k = parse_argv(argc, argv, &h, 0, 0, &o);
-        if (k <= 0)
-                return k < 0 ? EXIT_USAGE : EXIT_SUCCESS;
-
-        k = ctl_bus_open(&bus);
-        if (k != 0)
+        k = verb_start(argc, argv, &h, 0, 0, &o, &bus);
+        if (k >= 0)
                 return k;
         /* Every object at once; the sinks are those with a Sink1 interface. */
         k = sd_bus_call_method(bus, BUS_NAME, BUS_PATH_ROOT, "org.freedesktop.DBus.ObjectManager",
@@ -650,12 +651,8 @@ int verb_watch(int argc, char *argv[]) {
         VerbOptions o;
         int k;
 
-        k = parse_argv(argc, argv, &h, 0, 0, &o);
-        if (k <= 0)
-                return k < 0 ? EXIT_USAGE : EXIT_SUCCESS;
-
-        k = ctl_bus_open(&bus);
-        if (k != 0)
+        k = verb_start(argc, argv, &h, 0, 0, &o, &bus);
+        if (k >= 0)
                 return k;
 
         /* Subscribe first, then check the daemon is there, so that nothing is missed between. */
@@ -793,12 +790,8 @@ static int verb_call_simple(int argc, char *argv[], const VerbHelp *h, const cha
         VerbOptions o;
         int k;
 
-        k = parse_argv(argc, argv, h, 0, 0, &o);
-        if (k <= 0)
-                return k < 0 ? EXIT_USAGE : EXIT_SUCCESS;
-
-        k = ctl_bus_open(&bus);
-        if (k != 0)
+        k = verb_start(argc, argv, h, 0, 0, &o, &bus);
+        if (k >= 0)
                 return k;
         k = sd_bus_call_method(bus, BUS_NAME, BUS_PATH_GATEWAY, BUS_INTERFACE_GATEWAY, method, &error, NULL, NULL);
         if (k < 0)
