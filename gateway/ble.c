@@ -16,14 +16,18 @@
 #include <string.h>
 #include <systemd/sd-event.h>
 
+#include "ble-monitor.h"
 #include "ble.h"
 #include "bus-properties.h"
 #include "idmap.h"
+#include "link.h"
 #include "profile-ruuvi.h"
+#include "sequence.h"
 
 #define BLUEZ_NAME "org.bluez"
 #define BLUEZ_ADAPTER "org.bluez.Adapter1"
 #define BLUEZ_DEVICE "org.bluez.Device1"
+#define BLUEZ_CHARACTERISTIC "org.bluez.GattCharacteristic1"
 #define BLUEZ_ERROR_IN_PROGRESS "org.bluez.Error.InProgress"
 #define BLUEZ_ERROR_NOT_READY "org.bluez.Error.NotReady"
 
@@ -44,15 +48,21 @@ static inline bool isempty(const char *s) {
 }
 
 typedef struct BleDevice {
+        Ble *ble;
         char key[DEVICE_ID_MAX + 1];       /* the address in lower-case hex, no colons */
         char address[18];                  /* "AA:BB:CC:DD:EE:FF" */
         int16_t rssi;
         char name[BLE_NAME_MAX + 1];       /* "" when none */
-        bool have_seq;
-        uint16_t last_sensor_seq;
-        uint64_t seq;                      /* the last reading's unwrapped seq */
+        const Profile *profile;            /* NULL: Allow=/Deny= exclude it, nothing more is done */
+        Sequence seq;                      /* of adverts */
         size_t last_size;                  /* the last advert, for formats without a sequence */
         uint8_t last_data[BLE_ADVERT_MAX];
+
+        /* GATT devices only. */
+        Link *link;
+        bool present;                      /* its Device1 object exists */
+        uint64_t ticket;                   /* when it started waiting for a slot: first come, first served */
+        bool queued;                       /* the wait was reported */
 } BleDevice;
 
 struct BleAdapter {
@@ -65,6 +75,13 @@ struct BleAdapter {
         sd_bus_slot *call;                 /* the pending SetDiscoveryFilter or StartDiscovery */
         sd_event_source *retry;
         uint64_t retry_usec;               /* the next failure's delay */
+        sd_bus_slot *power_call;           /* the pending Set(Powered) */
+        sd_event_source *stall;            /* StallTimeout= check */
+        uint64_t last_heard_usec;          /* monotonic time of the last advert heard */
+        unsigned stalls;                   /* recoveries since the last advert heard */
+        bool cycling;                      /* powered off by us: power on when that is done */
+        BleMonitor *monitor;               /* passive scanning: registering or active */
+        bool monitor_refused;              /* no monitor on this adapter: discovery */
 };
 
 struct Ble {
@@ -73,6 +90,13 @@ struct Ble {
         BleCallbacks cb;
         void *userdata;
         char **wanted;                     /* adapter names; NULL: all */
+        char **allow, **deny;              /* addresses and kinds; NULL: all, none */
+        unsigned max_connections;
+        bool power_on, passive;
+        uint64_t stall_timeout_usec;
+        ProfileSettings settings;
+        sd_event_source *grant;            /* deferred: hands free slots to waiting links */
+        uint64_t next_ticket;
 
         sd_bus_slot *match_owner, *match_added, *match_removed, *match_changed;
         sd_bus_slot *call;                 /* GetNameOwner or GetManagedObjects */
@@ -90,8 +114,38 @@ struct Ble {
 };
 
 static void ble_event(Ble *b, BleEvent event, const char *object, int error, const char *message) {
+        const BleEventInfo e = {
+                .event = event,
+                .object = object,
+                .error = error,
+                .message = message,
+        };
+
         if (b->cb.on_event)
-                b->cb.on_event(event, object, error, message, b->userdata);
+                b->cb.on_event(&e, b->userdata);
+}
+
+static bool list_contains(char **l, const char *s) {
+        for (; l && *l; l++)
+                if (strcasecmp(*l, s) == 0)
+                        return true;
+        return false;
+}
+
+/* Allow= and Deny= by address or kind; Deny= wins. */
+static bool ble_allows(const Ble *b, const char *address, const Profile *p) {
+        if (list_contains(b->deny, address) || list_contains(b->deny, p->name))
+                return false;
+        return !b->allow || list_contains(b->allow, address) || list_contains(b->allow, p->name);
+}
+
+bool ble_address_is_valid(const char *s) {
+        if (!s || strlen(s) != 17)
+                return false;
+        for (size_t i = 0; i < 17; i++)
+                if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char) s[i]))
+                        return false;
+        return true;
 }
 
 static bool ble_wants(const Ble *b, const char *name) {
@@ -107,7 +161,10 @@ static BleAdapter *adapter_free(BleAdapter *a) {
         if (!a)
                 return NULL;
         sd_bus_slot_unref(a->call);
+        sd_bus_slot_unref(a->power_call);
+        ble_monitor_free(a->monitor);
         sd_event_source_disable_unref(a->retry);
+        sd_event_source_disable_unref(a->stall);
         free(a->path);
         return mfree(a);
 }
@@ -134,11 +191,16 @@ static BleAdapter *ble_find_parent(const Ble *b, const char *path) {
         return NULL;
 }
 
+static void ble_update_links(Ble *b);
+static BleAdapter *device_adapter(const BleDevice *d);
+
 static void ble_drop_adapters(Ble *b) {
         for (size_t i = 0; i < b->n_adapters; i++)
                 adapter_free(b->adapters[i]);
         b->adapters = mfree(b->adapters);
         b->n_adapters = 0;
+        if (b->devices)
+                ble_update_links(b);
 }
 
 static int adapter_start_discovery(BleAdapter *a);
@@ -178,6 +240,105 @@ static void adapter_not_ready(BleAdapter *a) {
         a->retry_usec = MIN(a->retry_usec * 2, BLE_RETRY_MAX_USEC);
 }
 
+static int on_set_powered(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error);
+
+/* Set(Powered); the reply only matters for a power cycle, which turns it back on. */
+static int adapter_set_powered(BleAdapter *a, bool on) {
+        a->power_call = sd_bus_slot_unref(a->power_call);
+        return sd_bus_call_method_async(a->ble->bus, &a->power_call, BLUEZ_NAME, a->path,
+                                        "org.freedesktop.DBus.Properties", "Set", on_set_powered, a, "ssv",
+                                        BLUEZ_ADAPTER, "Powered", "b", (int) on);
+}
+
+static int on_set_powered(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        BleAdapter *a = userdata;
+        bool cycling = a->cycling;
+
+        a->cycling = false;
+        a->power_call = sd_bus_slot_unref(a->power_call);
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                const sd_bus_error *e = sd_bus_message_get_error(reply);
+                char message[256];
+
+                snprintf(message, sizeof(message), "setting Powered: %s: %s", e->name, e->message ?: "");
+                ble_event(a->ble, BLE_DISCOVERY_FAILED, a->name, -sd_bus_message_get_errno(reply), message);
+                return 0;
+        }
+        if (cycling)
+                (void) adapter_set_powered(a, true);
+        return 0;
+}
+
+static int on_stop_discovery_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        BleAdapter *a = userdata;
+
+        /* Whatever it says (Failed: it had stopped already), start again. */
+        a->call = sd_bus_slot_unref(a->call);
+        (void) adapter_start_discovery(a);
+        return 0;
+}
+
+static void adapter_watch_stall(BleAdapter *a);
+
+/* Discovery has delivered nothing for StallTimeout= (doubled after each recovery that did not
+ * help, so an empty room is not a reason to keep resetting): restart it, and if that was tried
+ * already, power-cycle the adapter, unless a link on it streams, which proves the controller
+ * works. */
+static int on_stall_check(sd_event_source *s, uint64_t usec, void *userdata) {
+        BleAdapter *a = userdata;
+        Ble *b = a->ble;
+        uint64_t timeout = b->stall_timeout_usec << MIN(a->stalls, 4U);
+        bool streaming = false;
+        BleDevice *d;
+        int k;
+
+        if (!a->started || !a->powered || a->call)
+                return 0; /* not discovering now: the next start watches again */
+        if (usec < a->last_heard_usec + timeout) {
+                (void) sd_event_source_set_time(s, a->last_heard_usec + timeout);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return 0;
+        }
+
+        IDMAP_FOREACH(d, b->devices)
+                if (d->link && link_get_state(d->link) == LINK_STREAMING && device_adapter(d) == a)
+                        streaming = true;
+        b->stats.recoveries++;
+        a->stalls++;
+        a->last_heard_usec = usec;
+        if (a->stalls % 2 == 1 || streaming) {
+                ble_event(b, BLE_DISCOVERY_STALLED, a->name, 0, NULL);
+                /* Not "stopped by itself": we stop it. */
+                a->started = false;
+                k = sd_bus_call_method_async(b->bus, &a->call, BLUEZ_NAME, a->path, BLUEZ_ADAPTER, "StopDiscovery",
+                                             on_stop_discovery_reply, a, NULL);
+        } else {
+                ble_event(b, BLE_ADAPTER_POWER_CYCLE, a->name, 0, NULL);
+                k = adapter_set_powered(a, false);
+                a->cycling = k >= 0;
+        }
+        if (k < 0)
+                ble_event(b, BLE_DISCOVERY_FAILED, a->name, k, "cannot send the recovery call");
+        return 0;
+}
+
+static void adapter_watch_stall(BleAdapter *a) {
+        uint64_t now = 0;
+        int k;
+
+        if (a->ble->stall_timeout_usec == 0)
+                return;
+        (void) sd_event_now(a->ble->event, CLOCK_MONOTONIC, &now);
+        a->last_heard_usec = MAX(a->last_heard_usec, now);
+        if (!a->stall)
+                k = sd_event_add_time(a->ble->event, &a->stall, CLOCK_MONOTONIC,
+                                      a->last_heard_usec + a->ble->stall_timeout_usec, 0, on_stall_check, a);
+        else
+                k = sd_event_source_set_time(a->stall, a->last_heard_usec + a->ble->stall_timeout_usec);
+        if (k >= 0)
+                (void) sd_event_source_set_enabled(a->stall, SD_EVENT_ONESHOT);
+}
+
 static int on_start_discovery_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         const sd_bus_error *e = sd_bus_message_get_error(reply);
         BleAdapter *a = userdata;
@@ -188,12 +349,13 @@ static int on_start_discovery_reply(sd_bus_message *reply, void *userdata, sd_bu
                 if (sd_bus_error_has_name(e, BLUEZ_ERROR_NOT_READY))
                         adapter_not_ready(a);
                 else
-                        adapter_failed(a, e, sd_bus_message_get_errno(reply));
+                        adapter_failed(a, e, -sd_bus_message_get_errno(reply));
                 return 0;
         }
         a->started = true;
         a->retry_usec = BLE_RETRY_MIN_USEC;
         ble_event(a->ble, BLE_DISCOVERY_STARTED, a->name, 0, NULL);
+        adapter_watch_stall(a);
         return 0;
 }
 
@@ -208,7 +370,7 @@ static int on_set_filter_reply(sd_bus_message *reply, void *userdata, sd_bus_err
                 if (sd_bus_error_has_name(e, BLUEZ_ERROR_NOT_READY))
                         adapter_not_ready(a);
                 else
-                        adapter_failed(a, e, sd_bus_message_get_errno(reply));
+                        adapter_failed(a, e, -sd_bus_message_get_errno(reply));
                 return 0;
         }
 
@@ -227,7 +389,7 @@ static int adapter_start_discovery(BleAdapter *a) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int k;
 
-        if (!a->powered || a->call)
+        if (!a->powered || a->call || a->monitor)
                 return 0;
         a->started = false;
 
@@ -285,6 +447,51 @@ static int adapter_read_properties(sd_bus_message *m, bool *ret_powered, bool *r
         return bus_message_foreach_property(m, adapter_property, &st);
 }
 
+static void on_monitor(BleMonitor *mon, BleMonitorState state, int error, const char *message, void *userdata) {
+        BleAdapter *a = userdata;
+
+        if (state == BLE_MONITOR_ACTIVE) {
+                ble_event(a->ble, BLE_PASSIVE_SCANNING, a->name, 0, NULL);
+                return;
+        }
+        /* Unsupported, failed or released: discovery from now on, for this adapter. */
+        a->monitor = ble_monitor_free(a->monitor);
+        a->monitor_refused = true;
+        ble_event(a->ble, BLE_PASSIVE_UNAVAILABLE, a->name, error,
+                  message ?: ble_monitor_state_to_string(state));
+        (void) adapter_start_discovery(a);
+}
+
+/* Passive scanning for what the profiles recognise: Ruuvi's manufacturer data, and the GATT
+ * profiles' services in either list of 128-bit UUIDs. */
+static int adapter_start_monitor(BleAdapter *a) {
+        BleMonitorPattern patterns[BLE_MONITOR_PATTERNS_MAX];
+        char root[128];
+        size_t n = 0;
+        int k;
+
+        if (!a->ble->passive || a->monitor_refused || a->monitor)
+                return 0;
+        ble_monitor_pattern_company(RUUVI_COMPANY_ID, &patterns[n++]);
+        for (ProfileKind kind = 0; kind < _PROFILE_KIND_MAX; kind++) {
+                const Profile *p = profile_get(kind);
+
+                if (!p->service_uuid || p->n_steps == 0)
+                        continue;
+                k = ble_monitor_pattern_uuid128(p->service_uuid, &patterns[n]);
+                if (k < 0)
+                        return k;
+                patterns[n + 1] = patterns[n];
+                patterns[n + 1].ad_type = 0x06; /* incomplete list */
+                n += 2;
+        }
+        snprintf(root, sizeof(root), "/org/blegate/monitor/%s", a->name);
+        k = ble_monitor_new(a->ble->bus, a->path, root, patterns, n, on_monitor, a, &a->monitor);
+        if (k < 0)
+                a->monitor_refused = true;
+        return k;
+}
+
 /* A new Adapter1 at path; m is at its a{sv}. */
 static int ble_add_adapter(Ble *b, const char *path, sd_bus_message *m, bool recovery) {
         _cleanup_(adapter_freep) BleAdapter *a = NULL;
@@ -317,7 +524,15 @@ static int ble_add_adapter(Ble *b, const char *path, sd_bus_message *m, bool rec
         if (recovery)
                 b->stats.recoveries++;
         ble_event(b, recovery ? BLE_ADAPTER_ADDED : BLE_ADAPTER_FOUND, a->name, 0, a->powered ? NULL : "powered off");
+        if (!a->powered && b->power_on) {
+                ble_event(b, BLE_ADAPTER_POWER_ON, a->name, 0, NULL);
+                k = adapter_set_powered(a, true);
+                if (k < 0)
+                        ble_event(b, BLE_DISCOVERY_FAILED, a->name, k, "cannot send Set(Powered)");
+        }
+        (void) adapter_start_monitor(a);
         (void) adapter_start_discovery(TAKE_PTR(a));
+        ble_update_links(b);
         return 0;
 }
 
@@ -332,6 +547,7 @@ static void ble_remove_adapter(Ble *b, const char *path) {
         memmove(b->adapters + i, b->adapters + i + 1, (b->n_adapters - i - 1) * sizeof(BleAdapter *));
         b->n_adapters--;
         adapter_free(a);
+        ble_update_links(b);
 }
 
 static void adapter_update(BleAdapter *a, sd_bus_message *m) {
@@ -349,11 +565,13 @@ static void adapter_update(BleAdapter *a, sd_bus_message *m) {
                         if (a->retry)
                                 (void) sd_event_source_set_enabled(a->retry, SD_EVENT_OFF);
                         ble_event(a->ble, BLE_ADAPTER_POWERED_OFF, a->name, 0, NULL);
+                        ble_update_links(a->ble);
                 } else {
                         a->ble->stats.recoveries++;
                         a->retry_usec = BLE_RETRY_MIN_USEC;
                         ble_event(a->ble, BLE_ADAPTER_POWERED_ON, a->name, 0, NULL);
                         (void) adapter_start_discovery(a);
+                        ble_update_links(a->ble);
                 }
         }
 
@@ -368,12 +586,13 @@ static void adapter_update(BleAdapter *a, sd_bus_message *m) {
         }
 }
 
-/* "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF" -> "aabbccddeeff" and "AA:BB:CC:DD:EE:FF". BlueZ
- * builds device paths from the address, so this is the address without a property read. */
+/* "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF[/service000c/char000d]" -> "aabbccddeeff" and
+ * "AA:BB:CC:DD:EE:FF". BlueZ builds device paths from the address, so this is the address
+ * without a property read, also for the objects below a device. */
 static int device_key_from_path(const char *path, char key[static DEVICE_ID_MAX + 1], char address[static 18]) {
-        const char *p = strrchr(path, '/');
+        const char *p = strstr(path, "/dev_");
 
-        if (!p || strncmp(p, "/dev_", 5) != 0 || strlen(p + 5) != 17)
+        if (!p || strlen(p + 5) < 17 || (p[22] != '\0' && p[22] != '/'))
                 return -EINVAL;
         p += 5;
         memset(key, 0, DEVICE_ID_MAX + 1);
@@ -391,14 +610,153 @@ static int device_key_from_path(const char *path, char key[static DEVICE_ID_MAX 
         return 0;
 }
 
-static BleDevice *ble_get_device(Ble *b, const char *path, bool create) {
+static void ble_schedule_grant(Ble *b) {
+        if (b->grant)
+                (void) sd_event_source_set_enabled(b->grant, SD_EVENT_ONESHOT);
+}
+
+static void device_info(const BleDevice *d, BleDeviceInfo *ret) {
+        *ret = (BleDeviceInfo) {
+                .address = d->address,
+                .rssi = d->rssi,
+                .name = d->name[0] ? d->name : NULL,
+                .kind = d->profile->name,
+                .connected = d->link && link_get_state(d->link) == LINK_STREAMING,
+        };
+}
+
+static void on_link_reading(Link *l, const Reading *r, void *userdata) {
+        BleDevice *d = userdata;
+        BleDeviceInfo info;
+
+        device_info(d, &info);
+        if (d->ble->cb.on_reading)
+                d->ble->cb.on_reading(r, &info, d->ble->userdata);
+}
+
+static void on_link_state(Link *l, LinkState old_state, void *userdata) {
+        BleDevice *d = userdata;
+        LinkState s = link_get_state(l);
+
+        if (s == LINK_WAITING) {
+                d->ticket = ++d->ble->next_ticket;
+                d->queued = false;
+        }
+        /* A slot freed, or a link asking for one. */
+        if (s == LINK_WAITING || link_state_holds_slot(old_state))
+                ble_schedule_grant(d->ble);
+}
+
+static void on_link_event(Link *l, LinkEvent event, int error, const char *message, void *userdata) {
+        static const BleEvent map[_LINK_EVENT_MAX] = {
+                [LINK_EVENT_STREAMING] = BLE_LINK_STREAMING,
+                [LINK_EVENT_LOST] = BLE_LINK_LOST,
+                [LINK_EVENT_CONNECT_FAILED] = BLE_LINK_CONNECT_FAILED,
+                [LINK_EVENT_SETUP_FAILED] = BLE_LINK_SETUP_FAILED,
+                [LINK_EVENT_REFUSED] = BLE_LINK_REFUSED,
+        };
+        BleDevice *d = userdata;
+        Ble *b = d->ble;
+        BleEventInfo e = {
+                .event = map[event],
+                .object = d->address,
+                .error = error,
+                .message = message,
+                .kind = d->profile->name,
+                .device = link_get_device_id(l),
+                .retry_usec = event == LINK_EVENT_STREAMING ? 0 : link_get_retry_usec(l),
+        };
+
+        if (event == LINK_EVENT_LOST)
+                b->stats.recoveries++;
+        if (b->cb.on_event)
+                b->cb.on_event(&e, b->userdata);
+}
+
+/* The adapter a GATT device's object lies under, if it is one of ours and powered. */
+static BleAdapter *device_adapter(const BleDevice *d) {
+        BleAdapter *a;
+
+        if (!d->link || !d->present)
+                return NULL;
+        a = ble_find_parent(d->ble, link_get_path(d->link));
+        return a && a->powered ? a : NULL;
+}
+
+/* Whether the link should try: its object is there, on a powered adapter of ours. */
+static void device_update_link(BleDevice *d) {
+        if (!d->link)
+                return;
+        if (device_adapter(d))
+                link_want(d->link);
+        else if (link_get_state(d->link) != LINK_IDLE)
+                link_stop(d->link, false);
+}
+
+static void ble_update_links(Ble *b) {
+        BleDevice *d;
+
+        IDMAP_FOREACH(d, b->devices)
+                device_update_link(d);
+}
+
+/* Hands each adapter's free slots to its waiting links, the longest waiting first. */
+static int on_grant(sd_event_source *s, void *userdata) {
+        Ble *b = userdata;
+
+        for (size_t i = 0; i < b->n_adapters; i++) {
+                BleAdapter *a = b->adapters[i];
+                unsigned used = 0;
+                BleDevice *d;
+
+                IDMAP_FOREACH(d, b->devices)
+                        if (d->link && link_state_holds_slot(link_get_state(d->link)) && device_adapter(d) == a)
+                                used++;
+                for (;;) {
+                        BleDevice *first = NULL;
+
+                        IDMAP_FOREACH(d, b->devices)
+                                if (d->link && link_get_state(d->link) == LINK_WAITING && device_adapter(d) == a &&
+                                    (!first || d->ticket < first->ticket))
+                                        first = d;
+                        if (!first)
+                                break;
+                        if (used >= b->max_connections) {
+                                IDMAP_FOREACH(d, b->devices)
+                                        if (d->link && link_get_state(d->link) == LINK_WAITING && !d->queued &&
+                                            device_adapter(d) == a) {
+                                                BleEventInfo e = {
+                                                        .event = BLE_LINK_QUEUED,
+                                                        .object = d->address,
+                                                        .kind = d->profile->name,
+                                                        .device = link_get_device_id(d->link),
+                                                        .message = a->name,
+                                                };
+
+                                                d->queued = true;
+                                                if (b->cb.on_event)
+                                                        b->cb.on_event(&e, b->userdata);
+                                        }
+                                break;
+                        }
+                        used++;
+                        link_start(first->link);
+                }
+        }
+        return 0;
+}
+
+/* The device at path, created when it is new and of a known profile p that Allow=/Deny= let
+ * through; a refused one is kept too, without a profile, so its next advert costs one lookup. */
+static BleDevice *ble_get_device(Ble *b, const char *path, const Profile *p) {
         char key[DEVICE_ID_MAX + 1], address[18];
         BleDevice *d;
+        int k;
 
         if (device_key_from_path(path, key, address) < 0)
                 return NULL;
         d = idmap_get(b->devices, key);
-        if (d || !create)
+        if (d || !p)
                 return d;
         if (idmap_size(b->devices) >= BLE_DEVICES_MAX) {
                 b->stats.untracked++;
@@ -407,12 +765,34 @@ static BleDevice *ble_get_device(Ble *b, const char *path, bool create) {
         d = new0(BleDevice, 1);
         if (!d)
                 return NULL;
+        d->ble = b;
         memcpy(d->key, key, sizeof(d->key));
         memcpy(d->address, address, sizeof(d->address));
         d->rssi = BLE_RSSI_UNKNOWN;
-        if (idmap_put(b->devices, d->key, d) < 0)
+        d->profile = ble_allows(b, address, p) ? p : NULL;
+        if (d->profile && d->profile->n_steps > 0) {
+                static const LinkCallbacks callbacks = {
+                        .on_reading = on_link_reading,
+                        .on_state = on_link_state,
+                        .on_event = on_link_event,
+                };
+
+                k = link_new(b->bus, d->profile, &b->settings, path, d->key, &callbacks, d, &d->link);
+                if (k < 0)
+                        return mfree(d);
+        }
+        if (idmap_put(b->devices, d->key, d) < 0) {
+                link_free(d->link);
                 return mfree(d);
+        }
         return d;
+}
+
+static BleDevice *device_free(BleDevice *d) {
+        if (!d)
+                return NULL;
+        link_free(d->link);
+        return mfree(d);
 }
 
 /* The seq of this advert, or 0 when it repeats the last one heard (dropped). */
@@ -420,32 +800,14 @@ static uint64_t device_next_seq(BleDevice *d, const ProfileFrame *f, const uint8
                                 uint64_t now_usec) {
         bool repeat;
 
-        if (f->has_sensor_seq) {
-                if (!d->have_seq) {
-                        /* First measurement heard in this process: start above anything an
-                         * earlier run can have stored, which counted up from its own start. */
-                        d->have_seq = true;
-                        d->last_sensor_seq = f->sensor_seq;
-                        d->seq = MAX(d->seq + 1, now_usec);
-                        return d->seq;
-                }
-                if (f->sensor_seq == d->last_sensor_seq)
-                        return 0;
-                /* Wrapping 16-bit difference: always forward, so seq only grows. */
-                d->seq += (uint16_t) (f->sensor_seq - d->last_sensor_seq);
-                d->last_sensor_seq = f->sensor_seq;
-                return d->seq;
-        }
+        if (f->has_sensor_seq)
+                return sequence_next_sensor(&d->seq, f->sensor_seq, now_usec);
 
         /* No sequence in this format (3): the same bytes again are the same measurement. */
-        repeat = d->seq > 0 && size == d->last_size && memcmp(data, d->last_data, size) == 0;
+        repeat = d->seq.seq > 0 && size == d->last_size && memcmp(data, d->last_data, size) == 0;
         memcpy(d->last_data, data, size);
         d->last_size = size;
-        if (repeat)
-                return 0;
-        d->have_seq = false;
-        d->seq = MAX(d->seq + 1, now_usec);
-        return d->seq;
+        return repeat ? 0 : sequence_next(&d->seq, now_usec);
 }
 
 static void ble_advert(Ble *b, BleDevice *d, const uint8_t *data, size_t size) {
@@ -480,12 +842,7 @@ static void ble_advert(Ble *b, BleDevice *d, const uint8_t *data, size_t size) {
         f.reading.time_usec = now;
 
         b->stats.adverts++;
-        info = (BleDeviceInfo) {
-                .address = d->address,
-                .rssi = d->rssi,
-                .name = d->name[0] ? d->name : NULL,
-                .kind = profile_ruuvi.name,
-        };
+        device_info(d, &info);
         if (b->cb.on_reading)
                 b->cb.on_reading(&f.reading, &info, b->userdata);
 }
@@ -544,7 +901,41 @@ typedef struct DeviceProperties {
         const char *alias;
         bool have_rssi;
         int16_t rssi;
+        const Profile *gatt;      /* a streaming profile whose service it advertises */
+        int connected, resolved;  /* -1: not in this message */
 } DeviceProperties;
+
+/* The first advertised service UUID that names a profile with GATT steps. */
+static int read_uuids(sd_bus_message *m, const Profile **ret) {
+        const char *uuid;
+        int k;
+
+        k = sd_bus_message_enter_container(m, 'v', "as");
+        if (k == -ENXIO)
+                return 0;
+        if (k >= 0)
+                k = sd_bus_message_enter_container(m, 'a', "s");
+        while (k >= 0 && (k = sd_bus_message_read_basic(m, 's', &uuid)) > 0) {
+                const Profile *p = profile_from_service_uuid(uuid);
+
+                if (p && p->n_steps > 0 && !*ret)
+                        *ret = p;
+        }
+        if (k >= 0)
+                k = sd_bus_message_exit_container(m);
+        if (k >= 0)
+                k = sd_bus_message_exit_container(m);
+        return k < 0 ? k : 1;
+}
+
+static int read_variant_flag(sd_bus_message *m, int *ret) {
+        int v, k;
+
+        k = read_variant_basic(m, 'b', &v);
+        if (k > 0)
+                *ret = !!v;
+        return k < 0 ? k : 1;
+}
 
 static int device_property(sd_bus_message *m, const char *name, void *userdata) {
         DeviceProperties *p = userdata;
@@ -571,35 +962,97 @@ static int device_property(sd_bus_message *m, const char *name, void *userdata) 
                 p->have_rssi = k > 0;
                 return k < 0 ? k : 1;
         }
+        if (streq(name, "UUIDs"))
+                return read_uuids(m, &p->gatt);
+        if (streq(name, "Connected"))
+                return read_variant_flag(m, &p->connected);
+        if (streq(name, "ServicesResolved"))
+                return read_variant_flag(m, &p->resolved);
         return 0;
 }
 
 /* Device1 properties at path (an a{sv}, from InterfacesAdded or PropertiesChanged). adverts:
- * whether ManufacturerData is news; the cached value in GetManagedObjects is not. */
+ * whether ManufacturerData and RSSI are news; the cached values in GetManagedObjects are not. */
 static int ble_device_properties(Ble *b, const char *path, sd_bus_message *m, bool adverts) {
-        DeviceProperties p = { .rssi = BLE_RSSI_UNKNOWN };
+        DeviceProperties p = { .rssi = BLE_RSSI_UNKNOWN, .connected = -1, .resolved = -1 };
+        BleAdapter *a;
         BleDevice *d;
         int k;
 
-        if (!ble_find_parent(b, path))
+        a = ble_find_parent(b, path);
+        if (!a)
                 return sd_bus_message_skip(m, "a{sv}");
 
         k = bus_message_foreach_property(m, device_property, &p);
         if (k < 0)
                 return k;
+        if (adverts && (p.size > 0 || p.have_rssi)) {
+                (void) sd_event_now(b->event, CLOCK_MONOTONIC, &a->last_heard_usec);
+                a->stalls = 0;
+        }
 
-        /* Only Ruuvi tags get state: any other device costs nothing more. */
-        d = ble_get_device(b, path, p.size > 0);
-        if (!d)
+        /* Only devices of a known profile get state: any other device costs nothing more. */
+        d = ble_get_device(b, path, p.size > 0 ? &profile_ruuvi : p.gatt);
+        if (!d || !d->profile)
                 return 0;
         if (p.have_rssi)
                 d->rssi = p.rssi;
         /* sd-bus checked it is UTF-8; a name too long to keep whole is not kept at all. */
         if (p.alias && strlen(p.alias) <= BLE_NAME_MAX)
                 strcpy(d->name, p.alias);
-        if (p.size > 0 && adverts)
+        if (d->link) {
+                /* Any property of it means its object exists, wherever it is now. */
+                d->present = true;
+                k = link_set_path(d->link, path);
+                if (k < 0)
+                        return k;
+                link_device_changed(d->link, p.connected, p.resolved);
+                device_update_link(d);
+        }
+        if (p.size > 0 && adverts && d->profile == &profile_ruuvi)
                 ble_advert(b, d, p.data, (size_t) p.size);
         return 0;
+}
+
+typedef struct CharacteristicValue {
+        const void *data;
+        size_t size;
+        bool found;
+} CharacteristicValue;
+
+static int characteristic_value(sd_bus_message *m, const char *name, void *userdata) {
+        CharacteristicValue *v = userdata;
+        int k;
+
+        if (!streq(name, "Value"))
+                return 0;
+        k = sd_bus_message_enter_container(m, 'v', "ay");
+        if (k == -ENXIO)
+                return 0;
+        if (k >= 0)
+                k = sd_bus_message_read_array(m, 'y', &v->data, &v->size);
+        if (k >= 0)
+                k = sd_bus_message_exit_container(m);
+        v->found = k >= 0;
+        return k < 0 ? k : 1;
+}
+
+/* PropertiesChanged on a characteristic: with StartNotify, this is how notifications come.
+ * The hot path of GATT streaming: the device by the address in the path, one dictionary walk,
+ * then the link's decoder. */
+static void ble_characteristic_changed(Ble *b, const char *path, sd_bus_message *m) {
+        char key[DEVICE_ID_MAX + 1], address[18];
+        CharacteristicValue v = {};
+        BleDevice *d;
+
+        if (device_key_from_path(path, key, address) < 0)
+                return;
+        d = idmap_get(b->devices, key);
+        if (!d || !d->link)
+                return;
+        if (bus_message_foreach_property(m, characteristic_value, &v) < 0 || !v.found)
+                return;
+        link_value(d->link, path, v.data, v.size);
 }
 
 /* One object's a{sa{sv}}. */
@@ -664,7 +1117,7 @@ static int on_managed_objects(sd_bus_message *reply, void *userdata, sd_bus_erro
                 char message[256];
 
                 snprintf(message, sizeof(message), "%s: %s", e->name, e->message ?: "");
-                ble_enumerate_failed(b, sd_bus_message_get_errno(reply), message);
+                ble_enumerate_failed(b, -sd_bus_message_get_errno(reply), message);
                 return 0;
         }
 
@@ -774,10 +1227,18 @@ static int on_interfaces_removed(sd_bus_message *m, void *userdata, sd_bus_error
         if (!b->present || b->enumerating || sd_bus_message_read(m, "o", &path) < 0)
                 return 0;
         k = sd_bus_message_enter_container(m, 'a', "s");
-        while (k >= 0 && sd_bus_message_read(m, "s", &iface) > 0)
-                /* Devices keep their state (by address): they come back with a new object. */
+        while (k >= 0 && sd_bus_message_read(m, "s", &iface) > 0) {
+                BleDevice *d;
+
                 if (streq(iface, BLUEZ_ADAPTER))
                         ble_remove_adapter(b, path);
+                /* Devices keep their state (by address): they come back with a new object. */
+                else if (streq(iface, BLUEZ_DEVICE) && (d = ble_get_device(b, path, NULL)) && d->link &&
+                         streq(link_get_path(d->link), path)) {
+                        d->present = false;
+                        device_update_link(d);
+                }
+        }
         return 0;
 }
 
@@ -788,14 +1249,16 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
 
         if (!b->present || !path || sd_bus_message_read(m, "s", &iface) < 0)
                 return 0;
-        if (streq(iface, BLUEZ_DEVICE))
+        if (streq(iface, BLUEZ_CHARACTERISTIC))
+                ble_characteristic_changed(b, path, m);
+        else if (streq(iface, BLUEZ_DEVICE))
                 (void) ble_device_properties(b, path, m, true);
         else if (streq(iface, BLUEZ_ADAPTER) && (a = ble_find_adapter(b, path, NULL)))
                 adapter_update(a, m);
         return 0;
 }
 
-static int ble_split_adapters(const char *adapters, char ***ret) {
+static int split_words(const char *adapters, char ***ret) {
         _cleanup_free_ char *copy = NULL;
         char **list = NULL, *save = NULL;
         size_t n = 0;
@@ -822,7 +1285,7 @@ static int ble_split_adapters(const char *adapters, char ***ret) {
         return 0;
 }
 
-int ble_new(sd_bus *bus, const char *adapters, const BleCallbacks *cb, void *userdata, Ble **ret) {
+int ble_new(sd_bus *bus, const BleConfig *config, const BleCallbacks *cb, void *userdata, Ble **ret) {
         _cleanup_(ble_freep) Ble *b = NULL;
         int k;
 
@@ -836,10 +1299,22 @@ int ble_new(sd_bus *bus, const char *adapters, const BleCallbacks *cb, void *use
         b->cb = *cb;
         b->userdata = userdata;
         b->retry_usec = BLE_RETRY_MIN_USEC;
-        k = ble_split_adapters(adapters, &b->wanted);
-        if (k < 0)
-                return k;
-        k = idmap_new(&b->devices);
+        b->max_connections = MAX(config->max_connections, 1U);
+        b->power_on = config->power_on;
+        b->passive = config->passive;
+        b->stall_timeout_usec = config->stall_timeout_usec;
+        b->settings = config->settings;
+        k = split_words(config->adapters, &b->wanted);
+        if (k >= 0)
+                k = split_words(config->allow, &b->allow);
+        if (k >= 0)
+                k = split_words(config->deny, &b->deny);
+        if (k >= 0)
+                k = idmap_new(&b->devices);
+        if (k >= 0)
+                k = sd_event_add_defer(b->event, &b->grant, on_grant, b);
+        if (k >= 0)
+                k = sd_event_source_set_enabled(b->grant, SD_EVENT_OFF);
         if (k < 0)
                 return k;
 
@@ -874,6 +1349,12 @@ Ble *ble_free(Ble *b) {
 
         if (!b)
                 return NULL;
+        /* The links first, while they can still tell BlueZ to let their devices go. */
+        if (b->devices)
+                IDMAP_FOREACH(d, b->devices)
+                        device_free(d);
+        idmap_free(b->devices);
+        b->devices = NULL;
         ble_drop_adapters(b);
         sd_bus_slot_unref(b->call);
         sd_bus_slot_unref(b->match_owner);
@@ -881,19 +1362,26 @@ Ble *ble_free(Ble *b) {
         sd_bus_slot_unref(b->match_removed);
         sd_bus_slot_unref(b->match_changed);
         sd_event_source_disable_unref(b->retry);
-        if (b->devices)
-                IDMAP_FOREACH(d, b->devices)
-                        free(d);
-        idmap_free(b->devices);
-        if (b->wanted)
-                for (char **w = b->wanted; *w; w++)
-                        free(*w);
-        free(b->wanted);
+        sd_event_source_disable_unref(b->grant);
+        strv_free(b->wanted);
+        strv_free(b->allow);
+        strv_free(b->deny);
         sd_event_unref(b->event);
         sd_bus_unref(b->bus);
         return mfree(b);
 }
 
 void ble_get_stats(const Ble *b, BleStats *ret) {
+        BleDevice *d;
+
         *ret = b->stats;
+        IDMAP_FOREACH(d, b->devices)
+                if (d->link) {
+                        LinkStats ls;
+
+                        link_get_stats(d->link, &ls);
+                        ret->notifications += ls.notifications;
+                        ret->notify_malformed += ls.malformed;
+                        ret->links += link_get_state(d->link) == LINK_STREAMING;
+                }
 }

@@ -13,6 +13,7 @@
  */
 
 #include <assert.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <ini.h>
 #include <limits.h>
@@ -21,7 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ble.h"
 #include "config.h"
+#include "profile.h"
 
 #define WHITESPACE " \t\n\r\v\f"
 #define DIGITS "0123456789"
@@ -64,6 +67,12 @@ static const Config config_defaults = {
         .status_interval = 0.0,
         .ble_enable = true,
         .ble_adapters = NULL,
+        .ble_power_on = false,
+        .ble_passive = true,
+        .ble_max_connections = 5,
+        .ble_allow = NULL,
+        .ble_deny = NULL,
+        .ble_stall_timeout = 60.0,
 };
 
 #define DEFAULT_FIELD(item) ((const void *) ((const uint8_t *) &config_defaults + (item)->offset))
@@ -249,6 +258,46 @@ fail:
         return -EINVAL;
 }
 
+/* Device matches for Allow=/Deny=: an address (AA:BB:CC:DD:EE:FF, any case) or a profile's
+ * kind ("sensortag"), separated by blanks. Stored with addresses in upper case. */
+static int parse_matches(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
+        _cleanup_free_ char *v = NULL;
+        char **s = field;
+        size_t n = 0;
+
+        v = new(char, strlen(value) + 1);
+        if (!v)
+                return -ENOMEM;
+        for (const char *p = value + strspn(value, WHITESPACE); *p; p += strspn(p, WHITESPACE)) {
+                size_t k = strcspn(p, WHITESPACE);
+                char word[32];
+
+                if (k >= sizeof(word))
+                        goto fail;
+                memcpy(word, p, k);
+                word[k] = '\0';
+                if (ble_address_is_valid(word))
+                        for (size_t i = 0; i < k; i++)
+                                word[i] = (char) toupper((unsigned char) word[i]);
+                else if (profile_kind_from_string(word) < 0)
+                        goto fail;
+                if (n > 0)
+                        v[n++] = ' ';
+                memcpy(v + n, word, k);
+                n += k;
+                p += k;
+        }
+        v[n] = '\0';
+
+        free(*s);
+        *s = n > 0 ? TAKE_PTR(v) : NULL;
+        return 0;
+fail:
+        snprintf(expected, size, "addresses such as AA:BB:CC:DD:EE:FF or kinds (ruuvi, sensortag, thingy52, phone), "
+                 "separated by spaces");
+        return -EINVAL;
+}
+
 #define ROW(section, key, parse, field, ...) { section, key, parse, offsetof(Config, field), __VA_ARGS__ }
 
 /* Keep in step with blegate.conf(5) and units/blegate.conf. */
@@ -266,6 +315,12 @@ static const ConfigItem config_items[] = {
         ROW("Gateway",  "StatusInterval", parse_double,   status_interval, .min = 0, .max = 86400),
         ROW("BLE",      "Enable",         parse_bool,     ble_enable),
         ROW("BLE",      "Adapters",       parse_adapters, ble_adapters),
+        ROW("BLE",      "PowerOn",        parse_bool,     ble_power_on),
+        ROW("BLE",      "PassiveScan",    parse_bool,     ble_passive),
+        ROW("BLE",      "MaxConnections", parse_unsigned, ble_max_connections, .min = 1, .max = 32),
+        ROW("BLE",      "Allow",          parse_matches,  ble_allow),
+        ROW("BLE",      "Deny",           parse_matches,  ble_deny),
+        ROW("BLE",      "StallTimeout",   parse_double,   ble_stall_timeout, .min = 0, .max = 86400),
 };
 
 static const ConfigItem *config_item_find(const char *section, const char *key) {
@@ -542,6 +597,8 @@ Config *config_free(Config *c) {
         free(c->store_path);
         free(c->replay_file);
         free(c->ble_adapters);
+        free(c->ble_allow);
+        free(c->ble_deny);
         return mfree(c);
 }
 

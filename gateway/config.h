@@ -34,6 +34,12 @@ typedef struct Config {
         double status_interval;    /* seconds, 0 = off */
         bool ble_enable;
         char *ble_adapters;        /* space-separated adapter names ("hci0 hci1"); NULL: all */
+        bool ble_power_on;         /* power on a selected adapter found off */
+        bool ble_passive;          /* passive scanning through BlueZ's monitors when offered */
+        unsigned ble_max_connections; /* GATT links per adapter */
+        char *ble_allow;           /* space-separated addresses ("AA:BB:...", upper case) and kinds; NULL: all */
+        char *ble_deny;            /* the same; NULL: none */
+        double ble_stall_timeout;  /* seconds of silence while discovering before a restart, 0 = off */
 } Config;
 
 /* One problem in one file. line is 0 when the problem is with the file as a whole (it cannot

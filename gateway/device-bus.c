@@ -162,6 +162,7 @@ int device_bus_publish(sd_bus *bus, Device *d) {
                 names[n++] = "Address";
                 names[n++] = "RSSI";
                 names[n++] = "Name";
+                names[n++] = "Connected";
         }
         names[n] = NULL;
         d->changed = 0;

@@ -190,6 +190,15 @@ int device_set_radio(Device *d, const char *address, int16_t rssi, const char *n
         return 0;
 }
 
+void device_set_connected(Device *d, bool connected) {
+        assert(d);
+
+        if (d->connected != connected) {
+                d->connected = connected;
+                d->changed |= DEVICE_CHANGED_RADIO;
+        }
+}
+
 static int device_compare(const void *a, const void *b) {
         const Device *const *x = a, *const *y = b;
 

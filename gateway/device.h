@@ -58,7 +58,7 @@ typedef enum DeviceChange {
         DEVICE_CHANGED_ANOMALIES = 1 << 1, /* AnomaliesDetected */
         DEVICE_CHANGED_CHANNELS = 1 << 2,  /* Channels */
         DEVICE_CHANGED_TYPE = 1 << 3,      /* Type, Kind */
-        DEVICE_CHANGED_RADIO = 1 << 4,     /* Address, RSSI, Name */
+        DEVICE_CHANGED_RADIO = 1 << 4,     /* Address, RSSI, Name, Connected */
 } DeviceChange;
 
 typedef struct Device {
@@ -108,6 +108,8 @@ int device_registry_add_anomaly(DeviceRegistry *reg, const AnomalyEvent *e, Devi
  * known). Marks DEVICE_CHANGED_RADIO when any of them differs. 0, or -ENOMEM (then the name is
  * left as it was). */
 int device_set_radio(Device *d, const char *address, int16_t rssi, const char *name);
+/* Whether a BLE link to it is up; marks DEVICE_CHANGED_RADIO when that changes. */
+void device_set_connected(Device *d, bool connected);
 
 /* Every device, sorted by id, in a malloc'd array of borrowed pointers (free only the array).
  * Returns how many, or -ENOMEM; with 0 devices *ret is NULL. */

@@ -121,8 +121,11 @@ static void manager_track_device(Manager *m, const Reading *r, const BleDeviceIn
 
         (void) sd_event_now(m->event, CLOCK_REALTIME, &now);
         k = device_registry_add_reading(m->devices, r, now, &d);
-        if (k >= 0 && info && device_set_radio(d, info->address, info->rssi, info->name) < 0)
-                log_oom();
+        if (k >= 0 && info) {
+                if (device_set_radio(d, info->address, info->rssi, info->name) < 0)
+                        log_oom();
+                device_set_connected(d, info->connected);
+        }
         if (k > 0)
                 manager_bus_add_device(m, d);
         else if (k == -ENOSPC && m->devices->untracked == 1)
@@ -161,15 +164,31 @@ static void manager_on_ble_reading(const Reading *r, const BleDeviceInfo *info, 
         manager_feed(userdata, r, info);
 }
 
+/* "in 1.2 s" for a retry delay. */
+static const char *format_retry(uint64_t usec, char buf[static 32]) {
+        snprintf(buf, 32, "in %.1f s", (double) usec / 1e6);
+        return buf;
+}
+
+/* A link's state shows as the device's Connected property. */
+static void manager_set_connected(Manager *m, const char *id, bool connected) {
+        Device *d = id ? device_registry_get(m->devices, id) : NULL;
+
+        if (d)
+                device_set_connected(d, connected);
+}
+
 /* Each BLE event is logged once here. Recoveries are notices, so "journalctl -p notice" shows
  * every time the BLE stack had to be healed. */
-static void manager_on_ble_event(BleEvent event, const char *object, int error, const char *message,
-                                 void *userdata) {
+static void manager_on_ble_event(const BleEventInfo *e, void *userdata) {
+        const char *object = e->object, *message = e->message;
         Manager *m = userdata;
+        char retry[32];
         BleStats st;
+        int error = e->error;
 
         ble_get_stats(m->ble, &st);
-        switch (event) {
+        switch (e->event) {
         case BLE_BLUEZ_MISSING:
                 log_info("BlueZ (org.bluez) is not on the bus, waiting for it; readings from other sources go on.");
                 break;
@@ -213,6 +232,50 @@ static void manager_on_ble_event(BleEvent event, const char *object, int error, 
                 log_warning_errno(error, "Failed to start discovery on %s (%s), retrying: %m", object,
                                   strempty(message));
                 break;
+        case BLE_DISCOVERY_STALLED:
+                log_notice("Discovery on %s heard nothing for too long, restarting it (recovery %" PRIu64 ").",
+                           object, st.recoveries);
+                break;
+        case BLE_ADAPTER_POWER_CYCLE:
+                log_notice("Discovery on %s is still silent, power-cycling the adapter (recovery %" PRIu64 ").",
+                           object, st.recoveries);
+                break;
+        case BLE_ADAPTER_POWER_ON:
+                log_info("Adapter %s is off, powering it on (PowerOn=yes).", object);
+                break;
+        case BLE_PASSIVE_SCANNING:
+                log_info("Passive scanning on %s through an advertisement monitor.", object);
+                break;
+        case BLE_PASSIVE_UNAVAILABLE:
+                log_info("No advertisement monitor on %s (%s), using discovery.", object, strempty(message));
+                break;
+        case BLE_LINK_STREAMING:
+                manager_set_connected(m, e->device, true);
+                log_info("Link to %s (%s) streaming as %s.", object, e->kind, e->device);
+                break;
+        case BLE_LINK_QUEUED:
+                log_info("Link to %s (%s) queued: %s has MaxConnections=%u links.", object, e->kind, message,
+                         m->config->ble_max_connections);
+                break;
+        case BLE_LINK_LOST:
+                manager_set_connected(m, e->device, false);
+                log_notice("Link to %s (%s) lost (%s), reconnecting %s (recovery %" PRIu64 ").", object, e->kind,
+                           strempty(message), format_retry(e->retry_usec, retry), st.recoveries);
+                break;
+        case BLE_LINK_CONNECT_FAILED:
+                log_warning("Failed to connect to %s (%s): %s; retrying %s.", object, e->kind, strempty(message),
+                            format_retry(e->retry_usec, retry));
+                break;
+        case BLE_LINK_SETUP_FAILED:
+                manager_set_connected(m, e->device, false);
+                log_warning("Failed to set up %s (%s): %s; retrying %s.", object, e->kind, strempty(message),
+                            format_retry(e->retry_usec, retry));
+                break;
+        case BLE_LINK_REFUSED:
+                manager_set_connected(m, e->device, false);
+                log_warning("Device %s does not behave as a %s: %s; trying again %s.", object, e->kind,
+                            strempty(message), format_retry(e->retry_usec, retry));
+                break;
         default:
                 break;
         }
@@ -223,11 +286,22 @@ void manager_attach_ble(Manager *m) {
                 .on_reading = manager_on_ble_reading,
                 .on_event = manager_on_ble_event,
         };
+        BleConfig bc;
         int k;
 
         if (m->ble || !m->bus || !m->config || !m->config->ble_enable)
                 return;
-        k = ble_new(m->bus, m->config->ble_adapters, &callbacks, m, &m->ble);
+        bc = (BleConfig) {
+                .adapters = m->config->ble_adapters,
+                .allow = m->config->ble_allow,
+                .deny = m->config->ble_deny,
+                .max_connections = m->config->ble_max_connections,
+                .power_on = m->config->ble_power_on,
+                .passive = m->config->ble_passive,
+                .stall_timeout_usec = (uint64_t) (m->config->ble_stall_timeout * 1e6),
+                .settings = PROFILE_SETTINGS_DEFAULTS,
+        };
+        k = ble_new(m->bus, &bc, &callbacks, m, &m->ble);
         if (k < 0)
                 log_warning_errno(k, "Failed to set up BLE, running without it until the bus reconnects: %m");
 }
@@ -386,8 +460,10 @@ static int manager_on_status_timer(sd_event_source *s, uint64_t usec, void *user
 
                 ble_get_stats(m->ble, &bs);
                 snprintf(ble, sizeof(ble), "; BLE: %" PRIu64 " adverts, %" PRIu64 " repeats dropped, %" PRIu64
-                         " skipped, %" PRIu64 " malformed, %" PRIu64 " recoveries",
-                         bs.adverts, bs.duplicates, bs.skipped, bs.malformed, bs.recoveries);
+                         " skipped, %" PRIu64 " malformed, %" PRIu64 " recoveries, %u links, %" PRIu64
+                         " notifications, %" PRIu64 " malformed",
+                         bs.adverts, bs.duplicates, bs.skipped, bs.malformed, bs.recoveries, bs.links,
+                         bs.notifications, bs.notify_malformed);
         }
         log_info("Status: %" PRIu64 " readings (%.0f/s), %zu devices, %" PRIu64 " anomaly events, %" PRIu64
                  " buffered%s%s.",
@@ -519,7 +595,11 @@ int manager_reload(Manager *m, char **ret_error) {
             c->store_commit_interval != m->config->store_commit_interval ||
             c->store_commit_readings != m->config->store_commit_readings ||
             !streq_ptr(c->replay_file, m->config->replay_file) || c->replay_speed != m->config->replay_speed ||
-            c->ble_enable != m->config->ble_enable || !streq_ptr(c->ble_adapters, m->config->ble_adapters))
+            c->ble_enable != m->config->ble_enable || !streq_ptr(c->ble_adapters, m->config->ble_adapters) ||
+            c->ble_power_on != m->config->ble_power_on || c->ble_passive != m->config->ble_passive ||
+            c->ble_max_connections != m->config->ble_max_connections ||
+            !streq_ptr(c->ble_allow, m->config->ble_allow) || !streq_ptr(c->ble_deny, m->config->ble_deny) ||
+            c->ble_stall_timeout != m->config->ble_stall_timeout)
                 log_notice("[Store], [Replay] and [BLE] settings take effect on restart.");
 
         config_free(m->config);

@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,20 @@
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Whether x equals one of the values (evaluated once each). */
+#define IN_SET(x, ...)                                                          \
+        ({                                                                      \
+                const __typeof__(x) _in_set_x = (x);                            \
+                const __typeof__(x) _in_set_v[] = { __VA_ARGS__ };              \
+                bool _in_set_found = false;                                     \
+                for (size_t _in_set_i = 0; _in_set_i < ELEMENTSOF(_in_set_v); _in_set_i++) \
+                        if (_in_set_v[_in_set_i] == _in_set_x) {                \
+                                _in_set_found = true;                           \
+                                break;                                          \
+                        }                                                       \
+                _in_set_found;                                                  \
+        })
 
 #define new(t, n) ((t *) reallocarray(NULL, (n), sizeof(t)))
 #define new0(t, n) ((t *) calloc((n) ?: 1, sizeof(t)))
@@ -84,6 +99,14 @@ static inline void closep(int *fd) {
 static inline void strv_free_contents(char **l, size_t n) {
         for (size_t i = 0; i < n; i++)
                 free(l[i]);
+}
+
+/* A NULL-terminated array of strings and the strings; NULL is fine. */
+static inline char **strv_free(char **l) {
+        for (char **p = l; p && *p; p++)
+                free(*p);
+        free(l);
+        return NULL;
 }
 
 static inline int negative_errno(void) {

@@ -424,6 +424,32 @@ static void test_ble(void) {
         ASSERT_STREQ(assert_one_error("[BLE]\nAdapters=/org/bluez/hci0\n", 2),
                      "Invalid value for Adapters= '/org/bluez/hci0': expected adapter names such as hci0, "
                      "separated by spaces");
+        c = config_free(c);
+
+        /* Links and devices: addresses are kept in upper case, kinds as written. */
+        ASSERT_OK(parse_text("[BLE]\nPowerOn=yes\nPassiveScan=no\nMaxConnections=2\n"
+                             "Allow= sensortag\t54:6c:0e:00:00:01 phone \nDeny=D0:0D:52:00:00:00\nStallTimeout=0\n",
+                             &c, &reports));
+        ASSERT_TRUE(c->ble_power_on);
+        ASSERT_FALSE(c->ble_passive);
+        ASSERT_EQ(c->ble_max_connections, 2U);
+        ASSERT_STREQ(c->ble_allow, "sensortag 54:6C:0E:00:00:01 phone");
+        ASSERT_STREQ(c->ble_deny, "D0:0D:52:00:00:00");
+        ASSERT_TRUE(c->ble_stall_timeout == 0);
+        c = config_free(c);
+        ASSERT_OK(parse_text("[BLE]\nAllow=ruuvi\nAllow=\n", &c, &reports));
+        ASSERT_TRUE(c->ble_allow == NULL);
+
+        ASSERT_STREQ(assert_one_error("[BLE]\nMaxConnections=0\n", 2),
+                     "Invalid value for MaxConnections= '0': expected an integer in 1..32");
+        ASSERT_STREQ(assert_one_error("[BLE]\nAllow=54:6C:0E:00:00\n", 2),
+                     "Invalid value for Allow= '54:6C:0E:00:00': expected addresses such as AA:BB:CC:DD:EE:FF or "
+                     "kinds (ruuvi, sensortag, thingy52, phone), separated by spaces");
+        ASSERT_STREQ(assert_one_error("[BLE]\nDeny=fitbit\n", 2),
+                     "Invalid value for Deny= 'fitbit': expected addresses such as AA:BB:CC:DD:EE:FF or "
+                     "kinds (ruuvi, sensortag, thingy52, phone), separated by spaces");
+        ASSERT_STREQ(assert_one_error("[BLE]\nStallTimeout=-1\n", 2),
+                     "Invalid value for StallTimeout= '-1': expected a number in 0..86400");
 }
 
 static void mkdir_dropins(const char *name) {
@@ -574,7 +600,7 @@ static void test_shipped_config(void) {
                         fputs(key ? line + 1 : line, out);
                 }
         }
-        ASSERT_EQ(keys, 13); /* every key of the table in config.c */
+        ASSERT_EQ(keys, 19); /* every key of the table in config.c */
         ASSERT_OK(parse_text(text, &c, &reports));
         ASSERT_OK(config_new(&d));
         assert_defaults(c, 0);
