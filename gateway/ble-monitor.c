@@ -25,6 +25,7 @@
 #include <systemd/sd-event.h>
 
 #include "ble-monitor.h"
+#include "bus-properties.h"
 
 #define BLUEZ_NAME "org.bluez"
 #define BLUEZ_MONITOR_MANAGER "org.bluez.AdvertisementMonitorManager1"
@@ -109,8 +110,7 @@ static void monitor_finish(BleMonitor *mon, BleMonitorState state, int error, co
 static void monitor_finish_error(BleMonitor *mon, BleMonitorState state, const sd_bus_error *e, int error) {
         char message[256];
 
-        snprintf(message, sizeof(message), "%s: %s", e->name, strempty(e->message));
-        monitor_finish(mon, state, error, message);
+        monitor_finish(mon, state, error, bus_error_format(NULL, e, message, sizeof(message)));
 }
 
 /* The absence of the manager, in the shapes it takes: no such method or interface on the adapter

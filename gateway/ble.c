@@ -227,8 +227,7 @@ static void adapter_schedule(BleAdapter *a, uint64_t delay) {
 static void adapter_failed(BleAdapter *a, const sd_bus_error *e, int error) {
         char message[256];
 
-        snprintf(message, sizeof(message), "%s: %s", e->name, e->message ?: "");
-        ble_event(a->ble, BLE_DISCOVERY_FAILED, a->name, error, message);
+        ble_event(a->ble, BLE_DISCOVERY_FAILED, a->name, error, bus_error_format(NULL, e, message, sizeof(message)));
         adapter_schedule(a, a->retry_usec);
         a->retry_usec = MIN(a->retry_usec * 2, BLE_RETRY_MAX_USEC);
 }
@@ -260,8 +259,8 @@ static int on_set_powered(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 const sd_bus_error *e = sd_bus_message_get_error(reply);
                 char message[256];
 
-                snprintf(message, sizeof(message), "setting Powered: %s: %s", e->name, e->message ?: "");
-                ble_event(a->ble, BLE_DISCOVERY_FAILED, a->name, -sd_bus_message_get_errno(reply), message);
+                ble_event(a->ble, BLE_DISCOVERY_FAILED, a->name, -sd_bus_message_get_errno(reply),
+                          bus_error_format("setting Powered", e, message, sizeof(message)));
                 return 0;
         }
         if (cycling)
@@ -1116,8 +1115,8 @@ static int on_managed_objects(sd_bus_message *reply, void *userdata, sd_bus_erro
         if (e) {
                 char message[256];
 
-                snprintf(message, sizeof(message), "%s: %s", e->name, e->message ?: "");
-                ble_enumerate_failed(b, -sd_bus_message_get_errno(reply), message);
+                ble_enumerate_failed(b, -sd_bus_message_get_errno(reply),
+                                     bus_error_format(NULL, e, message, sizeof(message)));
                 return 0;
         }
 

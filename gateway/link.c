@@ -184,8 +184,7 @@ static void link_fail_call(Link *l, LinkEvent event, const char *what, sd_bus_me
         const sd_bus_error *e = sd_bus_message_get_error(reply);
         char message[256];
 
-        snprintf(message, sizeof(message), "%s: %s: %s", what, e->name, e->message ?: "");
-        link_fail(l, event, -sd_bus_message_get_errno(reply), message, 0);
+        link_fail(l, event, -sd_bus_message_get_errno(reply), bus_error_format(what, e, message, sizeof(message)), 0);
 }
 
 /* The link came down under us. */
@@ -608,9 +607,8 @@ static int on_connect(sd_bus_message *reply, void *userdata, sd_bus_error *ret_e
                 char message[256];
 
                 l->abort_retried = true;
-                snprintf(message, sizeof(message), "Connect: %s: %s", e->name, e->message);
-                link_fail(l, LINK_EVENT_CONNECT_FAILED, -sd_bus_message_get_errno(reply), message,
-                          LINK_ABORT_RETRY_USEC);
+                link_fail(l, LINK_EVENT_CONNECT_FAILED, -sd_bus_message_get_errno(reply),
+                          bus_error_format("Connect", e, message, sizeof(message)), LINK_ABORT_RETRY_USEC);
                 return 0;
         }
         link_fail_call(l, LINK_EVENT_CONNECT_FAILED, "Connect", reply);
@@ -681,6 +679,9 @@ void link_stop(Link *l, bool disconnect) {
         if (disconnect)
                 link_disconnect(l);
         l->we_connected = false;
+        /* Stale once the device, its adapter or BlueZ are gone: the object, when it is back,
+         * says how things are. */
+        l->connected = l->resolved = false;
         link_set_state(l, LINK_IDLE);
 }
 

@@ -316,11 +316,13 @@ static bool manager_is_drained(Manager *m) {
         return (!m->replay || replay_is_done(m->replay)) && store_is_idle(m->store);
 }
 
-/* Every way out goes through here, while the bus is still up: State goes to "stopping", and the
- * anomaly events still open are closed now rather than after the loop, so that AnomalyDetected
- * goes out for them too before the bus is flushed and closed. */
+/* Every way out goes through here, while the bus is still up: State goes to "stopping", the BLE
+ * links are let go (BlueZ keeps a link whose client leaves), and the anomaly events still open
+ * are closed now rather than after the loop, so that AnomalyDetected goes out for them too
+ * before the bus is flushed and closed: sd-bus closes it when the loop exits. */
 static void manager_stop(Manager *m, int code) {
         m->stopping = true;
+        manager_detach_ble(m);
         manager_bus_publish_state(m);
         if (m->detector)
                 detector_flush(m->detector);
