@@ -301,7 +301,7 @@ static bool pattern_is_valid(const BleMonitorPattern *p) {
                 p->ad_type == AD_TYPE_MANUFACTURER_DATA;
 }
 
-int ble_monitor_new(sd_bus *bus, const char *adapter_path, const char *root, const BleMonitorPattern *patterns,
+int ble_monitor_new(sd_bus *bus, sd_event *event, const char *adapter_path, const char *root, const BleMonitorPattern *patterns,
                     size_t n_patterns, BleMonitorCallback cb, void *userdata, BleMonitor **ret) {
         _cleanup_(ble_monitor_freep) BleMonitor *mon = NULL;
         int k;
@@ -323,9 +323,7 @@ int ble_monitor_new(sd_bus *bus, const char *adapter_path, const char *root, con
         if (!mon)
                 return -ENOMEM;
         mon->bus = sd_bus_ref(bus);
-        mon->event = sd_event_ref(sd_bus_get_event(bus));
-        if (!mon->event)
-                return -EINVAL;
+        mon->event = sd_event_ref(event);
         mon->cb = cb;
         mon->userdata = userdata;
         mon->adapter_path = strdup(adapter_path);

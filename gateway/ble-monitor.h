@@ -54,7 +54,7 @@ typedef void (*BleMonitorCallback)(BleMonitor *mon, BleMonitorState state, int e
  * patterns (1..BLE_MONITOR_PATTERNS_MAX), then registers it with adapter_path's manager
  * asynchronously. bus must be attached to an sd-event loop. -EINVAL for bad paths or patterns,
  * -EEXIST when root already has a monitor on this bus. */
-int ble_monitor_new(sd_bus *bus, const char *adapter_path, const char *root, const BleMonitorPattern *patterns,
+int ble_monitor_new(sd_bus *bus, sd_event *event, const char *adapter_path, const char *root, const BleMonitorPattern *patterns,
                     size_t n_patterns, BleMonitorCallback cb, void *userdata, BleMonitor **ret);
 /* Unregisters (fire and forget, when BlueZ may hold the registration), removes the objects,
  * cancels the pending call and the timer. */

@@ -194,13 +194,20 @@ static BleAdapter *ble_find_parent(const Ble *b, const char *path) {
 static void ble_update_links(Ble *b);
 static BleAdapter *device_adapter(const BleDevice *d);
 
+/* Every adapter goes, and with them every device object: a device only counts as present again
+ * when BlueZ shows it again, so no link calls a path BlueZ has forgotten. */
 static void ble_drop_adapters(Ble *b) {
+        BleDevice *d;
+
         for (size_t i = 0; i < b->n_adapters; i++)
                 adapter_free(b->adapters[i]);
         b->adapters = mfree(b->adapters);
         b->n_adapters = 0;
-        if (b->devices)
-                ble_update_links(b);
+        if (!b->devices)
+                return;
+        IDMAP_FOREACH(d, b->devices)
+                d->present = false;
+        ble_update_links(b);
 }
 
 static int adapter_start_discovery(BleAdapter *a);
@@ -485,7 +492,7 @@ static int adapter_start_monitor(BleAdapter *a) {
                 n += 2;
         }
         snprintf(root, sizeof(root), "/org/blegate/monitor/%s", a->name);
-        k = ble_monitor_new(a->ble->bus, a->path, root, patterns, n, on_monitor, a, &a->monitor);
+        k = ble_monitor_new(a->ble->bus, a->ble->event, a->path, root, patterns, n, on_monitor, a, &a->monitor);
         if (k < 0)
                 a->monitor_refused = true;
         return k;
@@ -536,6 +543,7 @@ static int ble_add_adapter(Ble *b, const char *path, sd_bus_message *m, bool rec
 }
 
 static void ble_remove_adapter(Ble *b, const char *path) {
+        BleDevice *d;
         BleAdapter *a;
         size_t i;
 
@@ -543,6 +551,10 @@ static void ble_remove_adapter(Ble *b, const char *path) {
         if (!a)
                 return;
         ble_event(b, BLE_ADAPTER_REMOVED, a->name, 0, NULL);
+        /* Its device objects went with it, whether or not BlueZ said so one by one. */
+        IDMAP_FOREACH(d, b->devices)
+                if (d->link && ble_find_parent(b, link_get_path(d->link)) == a)
+                        d->present = false;
         memmove(b->adapters + i, b->adapters + i + 1, (b->n_adapters - i - 1) * sizeof(BleAdapter *));
         b->n_adapters--;
         adapter_free(a);
@@ -699,6 +711,34 @@ static void ble_update_links(Ble *b) {
                 device_update_link(d);
 }
 
+/* Each link newly waiting for a slot of a is reported once, in the order they will get one. */
+static void adapter_report_queued(BleAdapter *a) {
+        Ble *b = a->ble;
+
+        for (;;) {
+                BleDevice *d, *next = NULL;
+
+                IDMAP_FOREACH(d, b->devices)
+                        if (d->link && link_get_state(d->link) == LINK_WAITING && !d->queued &&
+                            device_adapter(d) == a && (!next || d->ticket < next->ticket))
+                                next = d;
+                if (!next)
+                        return;
+
+                BleEventInfo e = {
+                        .event = BLE_LINK_QUEUED,
+                        .object = next->address,
+                        .kind = next->profile->name,
+                        .device = link_get_device_id(next->link),
+                        .message = a->name,
+                };
+
+                next->queued = true;
+                if (b->cb.on_event)
+                        b->cb.on_event(&e, b->userdata);
+        }
+}
+
 /* Hands each adapter's free slots to its waiting links, the longest waiting first. */
 static int on_grant(sd_event_source *s, void *userdata) {
         Ble *b = userdata;
@@ -721,21 +761,7 @@ static int on_grant(sd_event_source *s, void *userdata) {
                         if (!first)
                                 break;
                         if (used >= b->max_connections) {
-                                IDMAP_FOREACH(d, b->devices)
-                                        if (d->link && link_get_state(d->link) == LINK_WAITING && !d->queued &&
-                                            device_adapter(d) == a) {
-                                                BleEventInfo e = {
-                                                        .event = BLE_LINK_QUEUED,
-                                                        .object = d->address,
-                                                        .kind = d->profile->name,
-                                                        .device = link_get_device_id(d->link),
-                                                        .message = a->name,
-                                                };
-
-                                                d->queued = true;
-                                                if (b->cb.on_event)
-                                                        b->cb.on_event(&e, b->userdata);
-                                        }
+                                adapter_report_queued(a);
                                 break;
                         }
                         used++;
@@ -776,7 +802,7 @@ static BleDevice *ble_get_device(Ble *b, const char *path, const Profile *p) {
                         .on_event = on_link_event,
                 };
 
-                k = link_new(b->bus, d->profile, &b->settings, path, d->key, &callbacks, d, &d->link);
+                k = link_new(b->bus, b->event, d->profile, &b->settings, path, d->key, &callbacks, d, &d->link);
                 if (k < 0)
                         return mfree(d);
         }
@@ -1284,7 +1310,7 @@ static int split_words(const char *adapters, char ***ret) {
         return 0;
 }
 
-int ble_new(sd_bus *bus, const BleConfig *config, const BleCallbacks *cb, void *userdata, Ble **ret) {
+int ble_new(sd_bus *bus, sd_event *event, const BleConfig *config, const BleCallbacks *cb, void *userdata, Ble **ret) {
         _cleanup_(ble_freep) Ble *b = NULL;
         int k;
 
@@ -1292,9 +1318,7 @@ int ble_new(sd_bus *bus, const BleConfig *config, const BleCallbacks *cb, void *
         if (!b)
                 return -ENOMEM;
         b->bus = sd_bus_ref(bus);
-        b->event = sd_event_ref(sd_bus_get_event(bus));
-        if (!b->event)
-                return -EINVAL;
+        b->event = sd_event_ref(event);
         b->cb = *cb;
         b->userdata = userdata;
         b->retry_usec = BLE_RETRY_MIN_USEC;

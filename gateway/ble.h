@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
 
 #include "macro.h"
 #include "profile.h"
@@ -122,9 +123,9 @@ typedef struct BleStats {
         unsigned links;          /* links streaming now */
 } BleStats;
 
-/* bus must be attached to an sd-event loop (the retry timers live there). Starts
- * asynchronously: the first callbacks come from the loop. */
-int ble_new(sd_bus *bus, const BleConfig *config, const BleCallbacks *cb, void *userdata, Ble **ret);
+/* bus must be driven by event, where the retry timers live too. Starts asynchronously: the
+ * first callbacks come from the loop. */
+int ble_new(sd_bus *bus, sd_event *event, const BleConfig *config, const BleCallbacks *cb, void *userdata, Ble **ret);
 Ble *ble_free(Ble *b);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Ble *, ble_free);
 

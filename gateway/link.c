@@ -700,11 +700,11 @@ int link_set_path(Link *l, const char *path) {
         return 0;
 }
 
-int link_new(sd_bus *bus, const Profile *profile, const ProfileSettings *settings, const char *path,
+int link_new(sd_bus *bus, sd_event *event, const Profile *profile, const ProfileSettings *settings, const char *path,
              const char *key, const LinkCallbacks *cb, void *userdata, Link **ret) {
         _cleanup_(link_freep) Link *l = NULL;
 
-        if (!profile || profile->n_steps > LINK_STEPS_MAX || !device_id_is_valid(key, strlen(key)) || !sd_bus_get_event(bus))
+        if (!profile || profile->n_steps > LINK_STEPS_MAX || !device_id_is_valid(key, strlen(key)) || !event)
                 return -EINVAL;
         l = new0(Link, 1);
         if (!l)
@@ -713,7 +713,7 @@ int link_new(sd_bus *bus, const Profile *profile, const ProfileSettings *setting
         for (size_t i = 0; i < LINK_STEPS_MAX; i++)
                 l->steps[i].fd = -1;
         l->bus = sd_bus_ref(bus);
-        l->event = sd_event_ref(sd_bus_get_event(bus));
+        l->event = sd_event_ref(event);
         l->settings = settings ? *settings : PROFILE_SETTINGS_DEFAULTS;
         l->cb = *cb;
         l->userdata = userdata;

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
 
 #include "macro.h"
 #include "profile.h"
@@ -85,8 +86,8 @@ typedef struct LinkStats {
 } LinkStats;
 
 /* path: the Device1 object; key: the device id when the profile does not name one (the address
- * without colons). bus must be attached to an sd-event loop. The link starts in LINK_IDLE. */
-int link_new(sd_bus *bus, const Profile *profile, const ProfileSettings *settings, const char *path,
+ * without colons). bus must be driven by event. The link starts in LINK_IDLE. */
+int link_new(sd_bus *bus, sd_event *event, const Profile *profile, const ProfileSettings *settings, const char *path,
              const char *key, const LinkCallbacks *cb, void *userdata, Link **ret);
 /* Stops the link first (see link_stop(), disconnecting). */
 Link *link_free(Link *l);

@@ -310,6 +310,7 @@ static bool manager_bus_is_open(Manager *m) {
 static void manager_bus_close(Manager *m) {
         manager_detach_ble(m);
         m->bus_changes_timer = sd_event_source_disable_unref(m->bus_changes_timer);
+        m->bus_loop = bus_loop_detach(m->bus_loop);
         m->bus = sd_bus_flush_close_unref(m->bus);
         m->bus_requesting_name = false;
 }
@@ -468,7 +469,8 @@ static int manager_bus_setup(Manager *m, sd_bus *bus) {
         if (k < 0)
                 return k;
 
-        k = sd_bus_attach_event(bus, m->event, SD_EVENT_PRIORITY_NORMAL);
+        /* Coalesced: BlueZ's notifications come over this connection too (bus-loop.h). */
+        k = bus_loop_attach(bus, m->event, &m->bus_loop);
         if (k < 0)
                 return k;
 

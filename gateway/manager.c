@@ -301,7 +301,7 @@ void manager_attach_ble(Manager *m) {
                 .stall_timeout_usec = (uint64_t) (m->config->ble_stall_timeout * 1e6),
                 .settings = PROFILE_SETTINGS_DEFAULTS,
         };
-        k = ble_new(m->bus, &bc, &callbacks, m, &m->ble);
+        k = ble_new(m->bus, m->event, &bc, &callbacks, m, &m->ble);
         if (k < 0)
                 log_warning_errno(k, "Failed to set up BLE, running without it until the bus reconnects: %m");
 }

@@ -15,6 +15,7 @@
 #include <systemd/sd-event.h>
 
 #include "ble.h"
+#include "bus-loop.h"
 #include "config.h"
 #include "detector.h"
 #include "device.h"
@@ -94,6 +95,7 @@ typedef struct Manager {
 
         /* D-Bus, managed by manager-bus.c. */
         sd_bus *bus;                       /* NULL while not connected */
+        BusLoop *bus_loop;                 /* drives bus */
         bool bus_requesting_name;          /* READY=1 waits for the answer */
         bool bus_warned;                   /* this outage was logged as a warning: the next attempts log at debug */
         sd_event_source *bus_retry_timer;
