@@ -60,7 +60,7 @@ class Store(TestCase):
         return n
 
     def test_kill_9_loses_nothing_committed(self):
-        rows = 400000
+        rows = 700000
         rec = generate(self.path("rec.csv"), rows)
         db = self.path("buffer.db")
         cfg = self.config()
@@ -73,7 +73,7 @@ class Store(TestCase):
             # stored before), after a random instant within the next commits.
             wait_for(lambda: committed(db) > before or d.proc.poll() is not None, timeout=60,
                      interval=0.005, what="new commits")
-            time.sleep(rnd.uniform(0.0, 0.05))
+            time.sleep(rnd.uniform(0.0, 0.03))
             seen = committed(db)        # committed before the kill, by definition
             d.proc.kill()
             d.proc.wait(10)
