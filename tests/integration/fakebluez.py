@@ -84,6 +84,11 @@ each monitor gets DeviceFound(o) once per device appearance. AD data matched: Ru
 monitor and forgets them; power off keeps them. Without --monitor the interface is absent
 (UnknownMethod).
 
+Demonstrations: --spike-every S gives one device of the fleet a spike every S seconds, in turn
+(the tags, then the GATT devices), as Spike(id) does. --quiet sends dbusmock's log of every method
+call and signal (to stdout otherwise) to /dev/null; the objects the template and this fake add
+inherit the root's log file.
+
 Control, interface org.blegate.FakeBluez1 on /:
   SetPowered(b)       power hci0 off or on (Properties.Set of Adapter1.Powered does the same)
   RemoveAdapter()     hci0 and its devices go away (InterfacesRemoved)
@@ -1070,6 +1075,9 @@ def main():
     parser.add_argument("--max-links", type=int, default=7)
     parser.add_argument("--resolve-delay", type=int, default=20, help="ms from Connect to ServicesResolved")
     parser.add_argument("--monitor", action="store_true", help="offer AdvertisementMonitorManager1")
+    parser.add_argument("--spike-every", type=float, default=0, metavar="SECONDS",
+                        help="spike one device in turn every SECONDS (0: never)")
+    parser.add_argument("--quiet", action="store_true", help="no dbusmock log of calls and signals")
     args = parser.parse_args()
     if not 1 <= args.phone_batch <= 32:
         parser.error("--phone-batch must be 1..32")
@@ -1081,10 +1089,20 @@ def main():
                             path="/org/freedesktop/DBus/Local", dbus_interface="org.freedesktop.DBus.Local")
     name = dbus.service.BusName(bluez5.BUS_NAME, bus, allow_replacement=True, replace_existing=True,
                                 do_not_queue=True)
-    root = dbusmock.mockobject.DBusMockObject(name, bluez5.MAIN_OBJ, OM, {}, None, True)
+    root = dbusmock.mockobject.DBusMockObject(name, bluez5.MAIN_OBJ, OM, {},
+                                              os.devnull if args.quiet else None, True)
     dbusmock.mockobject.objects[bluez5.MAIN_OBJ] = root
     root.AddTemplate("bluez5", None)
-    Fake(args, root, bus)
+    fake = Fake(args, root, bus)
+    ids = [t.mac.hex() for t in fake.tags] + [d.id for d in fake.gatt]
+    if args.spike_every > 0 and ids:
+        turn = [0]
+
+        def spike():
+            fake.set_spike(ids[turn[0] % len(ids)])
+            turn[0] += 1
+            return True
+        GLib.timeout_add(max(1, round(args.spike_every * 1000)), spike)
 
     GLib.unix_signal_add(GLib.PRIORITY_HIGH, signal.SIGTERM, loop.quit)
     print("ready", flush=True)
