@@ -221,48 +221,10 @@ static int parse_bool(const ConfigItem *item, const char *value, void *field, ch
         return -EINVAL;
 }
 
-/* Adapter names as the kernel gives them ("hci0"): letters, digits and '_', separated by blanks.
- * Stored as written, minus surplus blanks; the BLE source splits it. */
-static int parse_adapters(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
+/* A list of words separated by blanks, each of which word_ok() accepts (and may rewrite in
+ * place, keeping its length). Stored joined by single spaces; NULL when there are none. */
+static int parse_words(const char *value, bool (*word_ok)(char *word), char **field) {
         _cleanup_free_ char *v = NULL;
-        char **s = field;
-        size_t n = 0;
-
-        v = new(char, strlen(value) + 1);
-        if (!v)
-                return -ENOMEM;
-        for (const char *p = value; *p;) {
-                size_t k;
-
-                p += strspn(p, WHITESPACE);
-                k = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" DIGITS "_");
-                if (k == 0 && *p != '\0')
-                        goto fail;
-                if (k == 0)
-                        break;
-                if (p[k] != '\0' && !strchr(WHITESPACE, p[k]))
-                        goto fail;
-                if (n > 0)
-                        v[n++] = ' ';
-                memcpy(v + n, p, k);
-                n += k;
-                p += k;
-        }
-        v[n] = '\0';
-
-        free(*s);
-        *s = n > 0 ? TAKE_PTR(v) : NULL; /* empty: every adapter, the default */
-        return 0;
-fail:
-        snprintf(expected, size, "adapter names such as hci0, separated by spaces");
-        return -EINVAL;
-}
-
-/* Device matches for Allow=/Deny=: an address (AA:BB:CC:DD:EE:FF, any case) or a profile's
- * kind ("sensortag"), separated by blanks. Stored with addresses in upper case. */
-static int parse_matches(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
-        _cleanup_free_ char *v = NULL;
-        char **s = field;
         size_t n = 0;
 
         v = new(char, strlen(value) + 1);
@@ -273,14 +235,11 @@ static int parse_matches(const ConfigItem *item, const char *value, void *field,
                 char word[32];
 
                 if (k >= sizeof(word))
-                        goto fail;
+                        return -EINVAL;
                 memcpy(word, p, k);
                 word[k] = '\0';
-                if (ble_address_is_valid(word))
-                        for (size_t i = 0; i < k; i++)
-                                word[i] = (char) toupper((unsigned char) word[i]);
-                else if (profile_kind_from_string(word) < 0)
-                        goto fail;
+                if (!word_ok(word))
+                        return -EINVAL;
                 if (n > 0)
                         v[n++] = ' ';
                 memcpy(v + n, word, k);
@@ -289,13 +248,43 @@ static int parse_matches(const ConfigItem *item, const char *value, void *field,
         }
         v[n] = '\0';
 
-        free(*s);
-        *s = n > 0 ? TAKE_PTR(v) : NULL;
+        free(*field);
+        *field = n > 0 ? TAKE_PTR(v) : NULL;
         return 0;
-fail:
-        snprintf(expected, size, "addresses such as AA:BB:CC:DD:EE:FF or kinds (ruuvi, sensortag, thingy52, phone), "
-                 "separated by spaces");
-        return -EINVAL;
+}
+
+/* An adapter name as the kernel gives it ("hci0"): letters, digits and '_'. */
+static bool adapter_name_ok(char *word) {
+        return word[strspn(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" DIGITS "_")] == '\0';
+}
+
+/* Adapter names, separated by blanks; none (the default) means every adapter. The BLE source
+ * splits the list. */
+static int parse_adapters(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
+        int k = parse_words(value, adapter_name_ok, field);
+
+        if (k == -EINVAL)
+                snprintf(expected, size, "adapter names such as hci0, separated by spaces");
+        return k;
+}
+
+/* A device match for Allow=/Deny=: an address (AA:BB:CC:DD:EE:FF, any case, kept in upper case)
+ * or a profile's kind ("sensortag"). */
+static bool device_match_ok(char *word) {
+        if (!ble_address_is_valid(word))
+                return profile_kind_from_string(word) >= 0;
+        for (char *c = word; *c; c++)
+                *c = (char) toupper((unsigned char) *c);
+        return true;
+}
+
+static int parse_matches(const ConfigItem *item, const char *value, void *field, char *expected, size_t size) {
+        int k = parse_words(value, device_match_ok, field);
+
+        if (k == -EINVAL)
+                snprintf(expected, size, "addresses such as AA:BB:CC:DD:EE:FF or kinds (ruuvi, sensortag, thingy52, "
+                         "phone), separated by spaces");
+        return k;
 }
 
 #define ROW(section, key, parse, field, ...) { section, key, parse, offsetof(Config, field), __VA_ARGS__ }
