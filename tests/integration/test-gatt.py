@@ -206,18 +206,22 @@ class Faults(GattTestCase):
         self.assertIn(f"Failed to connect to {sensortag(0)} (sensortag): Connect: org.bluez.Error.Failed: "
                       "le-connection-abort-by-local; retrying in 0.", d.output())
 
-        # A device that keeps refusing: retried later and later (1, 2, 4 s, ±25%), never in a loop.
+        # A device that keeps refusing, with BlueZ's errors: retried later and later (1, 2, 4 s,
+        # ±25%), never in a loop.
         calls = self.connect_calls(thingy(0))
-        self.call("FailConnect", "sssu", thingy(0), "org.bluez.Error.Failed", "le-connection-timeout", 3)
+        errors = [("org.bluez.Error.NotReady", "Resource Not Ready"),
+                  ("org.bluez.Error.Failed", "le-connection-timeout"),
+                  ("org.bluez.Error.Failed", "Input/output error")]
+        for name, message in errors:
+            self.call("FailConnect", "sssu", thingy(0), name, message, 1)
         self.call("DropLink", "s", thingy(0))
         self.wait_streaming(d, thingy(0), n=3, timeout=20)
         self.assertEqual(self.connect_calls(thingy(0)) - calls, 4)
-        delays = [float(x) for x in re.findall(rf"Failed to connect to {thingy(0)} \(thingy52\): Connect: "
-                                               r"org.bluez.Error.Failed: le-connection-timeout; retrying in ([0-9.]+) s",
-                                               d.output())]
-        self.assertEqual(len(delays), 3, d.output())
-        for want, got in zip((1, 2, 4), delays):
-            self.assertTrue(0.75 * want - 0.05 <= got <= 1.25 * want + 0.05, delays)
+        failed = re.findall(rf"Failed to connect to {thingy(0)} \(thingy52\): Connect: "
+                            r"(\S+): (.*?); retrying in ([0-9.]+) s", d.output())
+        self.assertEqual([(n, m) for n, m, _ in failed], errors, d.output())
+        for want, (_, _, got) in zip((1, 2, 4), failed):
+            self.assertTrue(0.75 * want - 0.05 <= float(got) <= 1.25 * want + 0.05, failed)
 
         self.stop_fake()
         self.assert_delivered_exactly(d)
