@@ -1025,7 +1025,10 @@ static int ble_device_properties(Ble *b, const char *path, sd_bus_message *m, bo
         /* sd-bus checked it is UTF-8; a name too long to keep whole is not kept at all. */
         if (p.alias && strlen(p.alias) <= BLE_NAME_MAX)
                 strcpy(d->name, p.alias);
-        if (d->link) {
+        /* A device heard by two adapters has an object under each: a link keeps the one it
+         * connected through until it lets go of it or the object goes. */
+        if (d->link && (streq(link_get_path(d->link), path) || !d->present ||
+                        !link_state_holds_slot(link_get_state(d->link)))) {
                 /* Any property of it means its object exists, wherever it is now. */
                 d->present = true;
                 k = link_set_path(d->link, path);

@@ -187,11 +187,13 @@ static void link_fail_call(Link *l, LinkEvent event, const char *what, sd_bus_me
         link_fail(l, event, -sd_bus_message_get_errno(reply), bus_error_format(what, e, message, sizeof(message)), 0);
 }
 
-/* The link came down under us. */
+/* The link came down under us. A link that streamed tries again after the shortest delay,
+ * leaving its backoff as it is; one lost before it streamed is a failure like any other, each
+ * waiting longer. When only the services went away, the radio link is still up and ours:
+ * link_fail() gives it back, so that it does not hold a connection slot nobody counts. */
 static void link_lost(Link *l, const char *why) {
         l->stats.losses++;
-        l->we_connected = false; /* BlueZ has let go of it already */
-        link_fail(l, LINK_EVENT_LOST, 0, why, LINK_RETRY_MIN_USEC);
+        link_fail(l, LINK_EVENT_LOST, 0, why, l->state == LINK_STREAMING ? LINK_RETRY_MIN_USEC : 0);
 }
 
 static void link_refuse(Link *l, int error, const char *message) {
@@ -641,7 +643,9 @@ void link_device_changed(Link *l, int connected, int services_resolved) {
 
         switch (l->state) {
         case LINK_RESOLVING:
-                if (!l->connected)
+                /* Only a Connected=false counts: after InProgress the link waits here for
+                 * another client's connection, which has not said Connected=true yet. */
+                if (connected == 0)
                         link_lost(l, "disconnected before its services were resolved");
                 else if (l->resolved)
                         link_setup(l);

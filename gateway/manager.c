@@ -320,13 +320,26 @@ static bool manager_is_drained(Manager *m) {
  * links are let go (BlueZ keeps a link whose client leaves), and the anomaly events still open
  * are closed now rather than after the loop, so that AnomalyDetected goes out for them too
  * before the bus is flushed and closed: sd-bus closes it when the loop exits. */
-static void manager_stop(Manager *m, int code) {
-        m->stopping = true;
+static int on_stop(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+
         manager_detach_ble(m);
         manager_bus_publish_state(m);
         if (m->detector)
                 detector_flush(m->detector);
-        (void) sd_event_exit(m->event, code);
+        (void) sd_event_exit(m->event, m->exit_code);
+        return 0;
+}
+
+/* The stop itself runs from the loop, never inside the callback that asked for it: a reading's
+ * own callback may be what decided to stop (a damaged store), and stopping frees the BLE links. */
+static void manager_stop(Manager *m, int code) {
+        m->exit_code = code;
+        if (m->stopping)
+                return;
+        m->stopping = true;
+        if (sd_event_add_defer(m->event, &m->stop_source, on_stop, m) < 0)
+                (void) on_stop(NULL, m);
 }
 
 static void manager_exit_if_drained(Manager *m) {
@@ -782,6 +795,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->status_timer);
         sd_event_source_disable_unref(m->watchdog_timer);
         sd_event_source_disable_unref(m->sighup_source);
+        sd_event_source_disable_unref(m->stop_source);
         sd_event_unref(m->event);
         config_free(m->config);
         free(m->config_path);

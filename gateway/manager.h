@@ -85,6 +85,8 @@ typedef struct Manager {
         size_t n_sinks;
 
         sd_event_source *sighup_source;
+        sd_event_source *stop_source;      /* manager_stop() asked for; runs once */
+        int exit_code;
         sd_event_source *status_timer;
         sd_event_source *watchdog_timer;
         uint64_t watchdog_usec;
