@@ -98,6 +98,8 @@ Control, interface org.blegate.FakeBluez1 on /:
                       accelerometer sample has raw az = 32767 (SensorTag, Thingy raw, phone)
   Heard() -> t        Ruuvi measurements advertised since this process started
   DropLink(s address) the link drops as if out of range (nothing if not connected)
+  Unresolve(s address) the device's GATT server goes (notifications end, ServicesResolved=false)
+                      while the link stays connected, until someone calls Disconnect
   FailConnect(s address, s error, s message, u count)
                       the next count Connect calls fail with that error; Failed
                       "le-connection-abort-by-local" first sets Connected=true then false
@@ -467,6 +469,7 @@ class Fake:
             ("Spike", "s", "", lambda _, mac: self.set_spike(str(mac))),
             ("Heard", "", "t", lambda _: dbus.UInt64(self.heard)),
             ("DropLink", "s", "", lambda _, a: self.drop_link(str(a))),
+            ("Unresolve", "s", "", lambda _, a: self.unresolve(str(a))),
             ("FailConnect", "sssu", "", lambda _, a, n, m, c: self.fail_connect(str(a), str(n), str(m), int(c))),
             ("ConnectCalls", "", "a{su}", lambda _: dbus.Dictionary(
                 {dbus.String(a): dbus.UInt32(n) for a, n in sorted(self.connect_calls.items())}, signature="su")),
@@ -799,6 +802,23 @@ class Fake:
         if not d.connected:
             return
         d.connected = False
+        self.services_down(d)
+        obj = dbusmock.mockobject.objects[d.path]
+        obj.UpdateProperties(DEVICE, {"ServicesResolved": dbus.Boolean(False)})
+        obj.UpdateProperties(DEVICE, {"Connected": dbus.Boolean(False)})
+        if d.kind != "thingy":
+            d.reset_link_state()
+            self.update_rates(d)
+
+    def unresolve(self, address):
+        """The device's GATT server goes away (a phone app restarting) while the link stays up."""
+        d = self.gatt_device(address)
+        if not d.connected:
+            return
+        self.services_down(d)
+        dbusmock.mockobject.objects[d.path].UpdateProperties(DEVICE, {"ServicesResolved": dbus.Boolean(False)})
+
+    def services_down(self, d):
         for c in d.chars:
             obj = dbusmock.mockobject.objects.get(c.path)
             if c.notifying:
@@ -808,12 +828,6 @@ class Fake:
                 self.release_acquired(c)
             if c.stream:
                 c.stream.pending = []
-        obj = dbusmock.mockobject.objects[d.path]
-        obj.UpdateProperties(DEVICE, {"ServicesResolved": dbus.Boolean(False)})
-        obj.UpdateProperties(DEVICE, {"Connected": dbus.Boolean(False)})
-        if d.kind != "thingy":
-            d.reset_link_state()
-            self.update_rates(d)
 
     def update_rates(self, d):
         now = time.monotonic()

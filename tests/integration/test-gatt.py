@@ -227,6 +227,20 @@ class Faults(GattTestCase):
         self.assert_delivered_exactly(d)
         self.assertIsNone(d.proc.poll(), d.output())
 
+    def test_connect_in_progress_waits(self):
+        """InProgress from Connect: another client is making the link. The daemon waits for it
+        (up to its connect timeout) instead of calling it lost at the device's next advert."""
+        self.start_fleet(sensortags=1, thingys=0, phones=0)
+        d = self.start_gateway()
+        self.wait_streaming(d, sensortag(0), timeout=10)
+        calls = self.connect_calls(sensortag(0))
+        self.call("FailConnect", "sssu", sensortag(0), "org.bluez.Error.InProgress", "In Progress", 1)
+        self.call("DropLink", "s", sensortag(0))
+        wait_for(lambda: self.connect_calls(sensortag(0)) > calls, timeout=5, what="Connect called again")
+        time.sleep(3.5)  # the device advertises once a second meanwhile
+        self.assertEqual(self.connect_calls(sensortag(0)) - calls, 1, d.output())
+        self.assertNotIn("disconnected before its services were resolved", d.output())
+
     def test_adapter_and_bluetoothd_faults(self):
         self.start_fleet(sensortags=1, thingys=0, phones=1)
         d = self.start_gateway()
@@ -298,6 +312,21 @@ class Limits(GattTestCase):
         time.sleep(1.5)
         self.assertEqual(self.call("PeakLinks")[0], 2)
         self.assertIn(first, self.links())
+
+    def test_services_gone_gives_the_slot_back(self):
+        """ServicesResolved=false while the link stays connected (a phone's app restarting): the
+        daemon disconnects, so the slot it hands on is not held by a connection nobody counts."""
+        self.start_fleet(sensortags=2, thingys=0, phones=0)
+        d = self.start_gateway("MaxConnections=1\n")
+        wait_for(lambda: len(self.links()) == 1, timeout=10, what="one link")
+        first = self.links()[0]
+        self.wait_streaming(d, first, timeout=10)
+        other = ({sensortag(0), sensortag(1)} - {first}).pop()
+        self.call("Unresolve", "s", first)
+        d.wait_log(f"Link to {first} (sensortag) lost (its services went away)")
+        self.wait_streaming(d, other, timeout=10)
+        self.assertEqual(self.call("PeakLinks")[0], 1)
+        self.assertEqual(self.links(), [other])
 
     def test_allow_and_deny(self):
         self.start_fleet(sensortags=2, thingys=1, phones=1)
