@@ -665,6 +665,7 @@ static void on_link_event(Link *l, LinkEvent event, int error, const char *messa
                 [LINK_EVENT_CONNECT_FAILED] = BLE_LINK_CONNECT_FAILED,
                 [LINK_EVENT_SETUP_FAILED] = BLE_LINK_SETUP_FAILED,
                 [LINK_EVENT_REFUSED] = BLE_LINK_REFUSED,
+                [LINK_EVENT_LATE_CONNECTION] = BLE_LINK_LATE_CONNECTION,
         };
         BleDevice *d = userdata;
         Ble *b = d->ble;
@@ -675,10 +676,11 @@ static void on_link_event(Link *l, LinkEvent event, int error, const char *messa
                 .message = message,
                 .kind = d->profile->name,
                 .device = link_get_device_id(l),
-                .retry_usec = event == LINK_EVENT_STREAMING ? 0 : link_get_retry_usec(l),
+                .retry_usec = IN_SET(event, LINK_EVENT_STREAMING, LINK_EVENT_LATE_CONNECTION) ? 0
+                                                                                          : link_get_retry_usec(l),
         };
 
-        if (event == LINK_EVENT_LOST)
+        if (IN_SET(event, LINK_EVENT_LOST, LINK_EVENT_LATE_CONNECTION))
                 b->stats.recoveries++;
         if (b->cb.on_event)
                 b->cb.on_event(&e, b->userdata);

@@ -68,6 +68,8 @@ typedef enum BleEvent {
         BLE_LINK_CONNECT_FAILED, /* Connect failed (error, message): retried after retry_usec */
         BLE_LINK_SETUP_FAILED,   /* a GATT setup step failed (error, message): retried after retry_usec */
         BLE_LINK_REFUSED,        /* not usable as its profile says (message): retried after retry_usec */
+        BLE_LINK_LATE_CONNECTION, /* a Connect that timed out completed later: disconnected, the link
+                                   * queues as before */
         _BLE_EVENT_MAX,
 } BleEvent;
 

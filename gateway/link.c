@@ -56,6 +56,7 @@ struct Link {
         bool connected, resolved;        /* as BlueZ last said */
         bool we_connected;               /* our Connect() made this connection */
         bool abort_retried;              /* the one quick retry after abort-by-local is spent */
+        bool connect_unanswered;         /* our Connect timed out: BlueZ may still complete it */
         sd_bus_slot *call;
         sd_event_source *timer;
         uint64_t backoff_usec;           /* the next failure's delay, before jitter */
@@ -591,6 +592,7 @@ static int on_connect(sd_bus_message *reply, void *userdata, sd_bus_error *ret_e
 
         l->call = sd_bus_slot_unref(l->call);
         if (!e) {
+                l->connect_unanswered = false;
                 l->we_connected = true;
                 l->connected = true;
                 link_connected(l);
@@ -613,6 +615,9 @@ static int on_connect(sd_bus_message *reply, void *userdata, sd_bus_error *ret_e
                           bus_error_format("Connect", e, message, sizeof(message)), LINK_ABORT_RETRY_USEC);
                 return 0;
         }
+        /* No answer in time, which is no answer at all: BlueZ goes on connecting. */
+        if (sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY))
+                l->connect_unanswered = true;
         link_fail_call(l, LINK_EVENT_CONNECT_FAILED, "Connect", reply);
         return 0;
 }
@@ -640,6 +645,18 @@ void link_device_changed(Link *l, int connected, int services_resolved) {
                 l->connected = connected;
         if (services_resolved >= 0)
                 l->resolved = services_resolved;
+
+        /* The Connect that timed out did go through after all. The connection is ours, and
+         * while the link waits without a slot nobody counts it: it is given back. */
+        if (connected >= 0 && l->connect_unanswered) {
+                l->connect_unanswered = false;
+                if (connected && !link_state_holds_slot(l->state)) {
+                        l->we_connected = true;
+                        link_disconnect(l);
+                        link_event(l, LINK_EVENT_LATE_CONNECTION, 0, NULL);
+                        return;
+                }
+        }
 
         switch (l->state) {
         case LINK_RESOLVING:
@@ -683,6 +700,7 @@ void link_stop(Link *l, bool disconnect) {
         if (disconnect)
                 link_disconnect(l);
         l->we_connected = false;
+        l->connect_unanswered = false;
         /* Stale once the device, its adapter or BlueZ are gone: the object, when it is back,
          * says how things are. */
         l->connected = l->resolved = false;

@@ -20,7 +20,9 @@
  * "canceled" Connect errors, which RF interference makes common and which usually succeed at
  * once: they are retried once after a short pause. A device that is not what its advert
  * claimed (a check or identity the profile refuses, a missing characteristic) is retried only
- * after LINK_REFUSED_USEC.
+ * after LINK_REFUSED_USEC. A Connect that timed out may still complete in BlueZ; when it does
+ * while the link holds no slot, the link disconnects it, so that MaxConnections= counts every
+ * radio link the daemon made.
  *
  * Notifications come either as PropertiesChanged(Value) on the characteristic (StartNotify),
  * which ble.c routes here, or, where BlueZ offers AcquireNotify, from a socket read on the event
@@ -63,6 +65,7 @@ typedef enum LinkEvent {
         LINK_EVENT_CONNECT_FAILED, /* Connect() failed or timed out */
         LINK_EVENT_SETUP_FAILED,   /* a setup step failed */
         LINK_EVENT_REFUSED,        /* the device is not usable as its profile says */
+        LINK_EVENT_LATE_CONNECTION, /* a Connect that timed out completed later: disconnected */
         _LINK_EVENT_MAX,
 } LinkEvent;
 

@@ -276,6 +276,10 @@ static void manager_on_ble_event(const BleEventInfo *e, void *userdata) {
                 log_warning("Device %s does not behave as a %s: %s; trying again %s.", object, e->kind,
                             strempty(message), format_retry(e->retry_usec, retry));
                 break;
+        case BLE_LINK_LATE_CONNECTION:
+                log_notice("Connect to %s (%s) went through after it had timed out, disconnecting it (recovery %"
+                           PRIu64 ").", object, e->kind, st.recoveries);
+                break;
         default:
                 break;
         }

@@ -334,11 +334,12 @@ int verb_devices(int argc, char *argv[]) {
         static const VerbHelp h = {
                 .usage = "devices [--json]",
                 .description = "List the devices the gateway has heard from since it started, sorted by id.\n"
-                               "RSSI and ADDRESS are \"-\" for devices not heard over the air (a replay).",
+                               "RSSI and ADDRESS are \"-\" for devices not heard over the air (a replay);\n"
+                               "LINK is \"up\" while the gateway holds a GATT link to the device.",
                 .json = true,
         };
         static const char *const headers[] = {
-                "ID", "KIND", "ADDRESS", "RSSI", "LAST SEEN", "READINGS", "ANOMALIES", "CHANNELS",
+                "ID", "KIND", "ADDRESS", "RSSI", "LINK", "LAST SEEN", "READINGS", "ANOMALIES", "CHANNELS",
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -357,7 +358,7 @@ int verb_devices(int argc, char *argv[]) {
         if (k < 0)
                 return ctl_bus_log_error("list the devices", false, &error, k);
 
-        k = table_new(headers, ELEMENTSOF(headers), (1U << 3) | (1U << 5) | (1U << 6), &t);
+        k = table_new(headers, ELEMENTSOF(headers), (1U << 3) | (1U << 6) | (1U << 7), &t);
         if (k < 0)
                 return log_oom(), EXIT_FAILURE;
 
@@ -374,7 +375,7 @@ int verb_devices(int argc, char *argv[]) {
                 snprintf(anomalies, sizeof(anomalies), "%" PRIu64, d.anomalies);
                 k = table_add_row(t, (const char *const[]) {
                         d.id, d.kind, isempty(d.address) ? NULL : d.address,
-                        d.rssi == DEVICE_RSSI_UNKNOWN ? NULL : rssi,
+                        d.rssi == DEVICE_RSSI_UNKNOWN ? NULL : rssi, d.connected ? "up" : NULL,
                         ctl_format_ago(d.last_seen_usec, now, seen, sizeof(seen)), readings, anomalies,
                         isempty(d.channels) ? NULL : d.channels,
                 });

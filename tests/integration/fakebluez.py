@@ -103,6 +103,8 @@ Control, interface org.blegate.FakeBluez1 on /:
   FailConnect(s address, s error, s message, u count)
                       the next count Connect calls fail with that error; Failed
                       "le-connection-abort-by-local" first sets Connected=true then false
+  HangConnect(u ms)   the next Connect call (any device) blocks the fake for ms, as a hung
+                      bluetoothd does, and then succeeds: its caller may have given up by then
   ConnectCalls() -> a{su}  Connect calls per address so far
   Links() -> as       addresses connected now
   PeakLinks() -> u    the most links ever up at once
@@ -433,6 +435,7 @@ class Fake:
         self.stall = None
         self.connect_calls = {}
         self.peak_links = 0
+        self.hang_ms = 0       # the next Connect blocks this long (HangConnect)
         self.roots = {}        # (owner, root path) -> [Monitor], active ones only
         self.owner_watches = {}
         self.last_sender = None
@@ -471,6 +474,7 @@ class Fake:
             ("DropLink", "s", "", lambda _, a: self.drop_link(str(a))),
             ("Unresolve", "s", "", lambda _, a: self.unresolve(str(a))),
             ("FailConnect", "sssu", "", lambda _, a, n, m, c: self.fail_connect(str(a), str(n), str(m), int(c))),
+            ("HangConnect", "u", "", lambda _, ms: setattr(self, "hang_ms", int(ms))),
             ("ConnectCalls", "", "a{su}", lambda _: dbus.Dictionary(
                 {dbus.String(a): dbus.UInt32(n) for a, n in sorted(self.connect_calls.items())}, signature="su")),
             ("Links", "", "as", lambda _: dbus.Array([d.address for d in self.gatt if d.connected], signature="s")),
@@ -733,6 +737,9 @@ class Fake:
         obj = dbusmock.mockobject.objects[d.path]
         if not self.powered():
             raise error("NotReady", "br-connection-adapter-not-powered")
+        if self.hang_ms:
+            time.sleep(self.hang_ms / 1000)
+            self.hang_ms = 0
         if d.fail:
             name, message, _ = d.fail[0]
             d.fail[0][2] -= 1

@@ -31,7 +31,7 @@ class Fleet(BleTestCase):
         rows = [line.split() for line in p.stdout.splitlines()[1:] if line.strip() and "devices." not in line]
         self.assertEqual([r[:3] for r in rows],
                          [[tag_id(i), "ruuvi", f"F0:0B:1E:00:00:{i:02X}"] for i in range(TAGS)])
-        self.assertEqual([r[3] for r in rows], [str(-60 - i) for i in range(TAGS)])
+        self.assertEqual([r[3:5] for r in rows], [[str(-60 - i), "-"] for i in range(TAGS)])
         self.assertTrue(all(r[-1] == "ax,ay,az" for r in rows), p.stdout)
         p = self.run_cmd(harness.BLEGATECTL, "devices", "--json")
         self.assertEqual(p.returncode, 0, p.stderr)

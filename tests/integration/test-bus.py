@@ -364,12 +364,12 @@ class Properties(BusTestCase):
         p = self.ctl("devices")
         self.assertEqual(p.returncode, 0, p.stderr)
         lines = p.stdout.splitlines()
-        self.assertEqual(lines[0].split(), ["ID", "KIND", "ADDRESS", "RSSI", "LAST", "SEEN", "READINGS", "ANOMALIES",
-                                            "CHANNELS"])
+        self.assertEqual(lines[0].split(), ["ID", "KIND", "ADDRESS", "RSSI", "LINK", "LAST", "SEEN", "READINGS",
+                                            "ANOMALIES", "CHANNELS"])
         self.assertEqual(lines[-1], "4 devices.")
         for row, (path, dev_id, kind, *_, n, anomalies, channels) in zip(lines[1:5], listed):
             cells = row.split()
-            self.assertEqual(cells[:4], [dev_id, kind, "-", "-"])
+            self.assertEqual(cells[:5], [dev_id, kind, "-", "-", "-"])
             self.assertEqual(cells[-3:], [str(n), str(anomalies), ",".join(channels)])
         p = self.ctl("devices", "--json")
         self.assertEqual(p.returncode, 0, p.stderr)

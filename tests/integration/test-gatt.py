@@ -7,7 +7,9 @@ sample the fake sent while a link was up, exactly once. Faults: links dropped, C
 with BlueZ's errors, the adapter powered off and on, removed and re-added, bluetoothd restarting,
 discovery that goes silent; after each the links come back within seconds, with a backoff that
 never turns into a busy loop. MaxConnections= caps the links per adapter, the others queue in
-order; Allow=/Deny= select devices; passive scanning is used where BlueZ offers a monitor."""
+order, and a connection the daemon does not use (services gone, a Connect answered after it gave
+up) is given back; Allow=/Deny= select devices; passive scanning is used where BlueZ offers a
+monitor."""
 
 import collections
 import json
@@ -160,6 +162,12 @@ class Streams(GattTestCase):
         for i in range(PHONES):
             self.assertEqual((devices[f"phone-{i:02d}"]["Kind"], devices[f"phone-{i:02d}"]["Address"]),
                              ("phone", phone(i)))
+        p = self.run_cmd(harness.BLEGATECTL, "devices")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        table = {line.split()[0]: line.split() for line in p.stdout.splitlines()[1:] if line.strip()}
+        for i in range(SENSORTAGS):
+            self.assertEqual(table[key(sensortag(i))][1:5], ["sensortag", sensortag(i), str(-50 - i), "up"],
+                             p.stdout)
 
         # A spike on a Thingy's accelerometer is an anomaly.
         self.control("Spike", key(thingy(1)))
@@ -327,6 +335,27 @@ class Limits(GattTestCase):
         self.wait_streaming(d, other, timeout=10)
         self.assertEqual(self.call("PeakLinks")[0], 1)
         self.assertEqual(self.links(), [other])
+
+    def test_late_connection_gives_the_slot_back(self):
+        """A Connect that bluetoothd answers only after the daemon's 30 s timeout still makes the
+        connection. The link is then queued behind the device that got the slot meanwhile: the
+        daemon disconnects the late one rather than hold a second radio link under
+        MaxConnections=1."""
+        self.start_fleet(sensortags=2, thingys=0, phones=0)
+        self.call("HangConnect", "u", 31000)
+        d = self.start_gateway("MaxConnections=1\n")
+        d.wait_log("queued: hci0 has MaxConnections=1 links.")
+        d.wait_log("Failed to connect to ", timeout=40)
+        late = re.search(r"Failed to connect to (\S+) ", d.output()).group(1)
+        other = ({sensortag(0), sensortag(1)} - {late}).pop()
+        self.wait_streaming(d, other, timeout=10)
+        wait_for(lambda: self.links() == [other], timeout=5, what=f"only {other} connected: {self.links()}")
+        time.sleep(1.5)
+        self.assertEqual(self.links(), [other])
+        self.assertIn(f"Connect to {late} (sensortag) went through after it had timed out, disconnecting it",
+                      d.output())
+        self.assertEqual(self.connect_calls(late), 1, d.output())
+        self.assertIsNone(d.proc.poll(), d.output())
 
     def test_allow_and_deny(self):
         self.start_fleet(sensortags=2, thingys=1, phones=1)
