@@ -57,6 +57,8 @@ static const struct {
         { "ReadingsDropped",       offsetof(GatewayCounters, readings_dropped)        },
         { "AnomaliesDetected",     offsetof(GatewayCounters, anomalies_detected)      },
         { "UntrackedReadings",     offsetof(GatewayCounters, untracked_readings)      },
+        { "GattLinks",             offsetof(GatewayCounters, gatt_links)              },
+        { "BluetoothRecoveries",   offsetof(GatewayCounters, bluetooth_recoveries)    },
 };
 
 static uint64_t counter_get(const GatewayCounters *c, size_t i) {
@@ -264,6 +266,8 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_PROPERTY("ReadingsDropped", "t", property_get_counter, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("AnomaliesDetected", "t", property_get_counter, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("UntrackedReadings", "t", property_get_counter, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("GattLinks", "t", property_get_counter, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("BluetoothRecoveries", "t", property_get_counter, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_WRITABLE_PROPERTY("Threshold", "d", property_get_setting, property_set_threshold, 0,
                                  SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_WRITABLE_PROPERTY("Window", "u", property_get_setting, property_set_window, 0,

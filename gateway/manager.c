@@ -732,12 +732,15 @@ GatewayState manager_get_state(const Manager *m) {
 }
 
 void manager_get_counters(Manager *m, GatewayCounters *ret) {
+        BleStats bs = {};
         StoreStats st;
         uint64_t oldest = 0;
 
         store_get_stats(m->store, &st);
         if (store_get_oldest_undelivered(m->store, &oldest) <= 0)
                 oldest = 0;
+        if (m->ble)
+                ble_get_stats(m->ble, &bs);
 
         *ret = (GatewayCounters) {
                 .readings_received = m->readings_received,
@@ -749,6 +752,8 @@ void manager_get_counters(Manager *m, GatewayCounters *ret) {
                 .readings_dropped = st.evicted_undelivered + st.write_failed,
                 .anomalies_detected = m->anomaly_events,
                 .untracked_readings = m->devices->untracked,
+                .gatt_links = bs.links,
+                .bluetooth_recoveries = bs.recoveries,
         };
 }
 

@@ -47,6 +47,8 @@ typedef struct GatewayCounters {
                                            * write failures */
         uint64_t anomalies_detected;      /* anomaly events since start */
         uint64_t untracked_readings;      /* of devices beyond DEVICES_MAX */
+        uint64_t gatt_links;              /* BLE links streaming now */
+        uint64_t bluetooth_recoveries;    /* steps that healed the BLE stack since start */
 } GatewayCounters;
 
 /* A sink as the bus shows it (org.blegate.Sink1). The sinks of later issues (MQTT, CouchDB)

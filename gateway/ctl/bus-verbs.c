@@ -149,6 +149,8 @@ typedef struct GatewayInfo {
         uint64_t readings_dropped;
         uint64_t anomalies_detected;
         uint64_t untracked_readings;
+        uint64_t gatt_links;
+        uint64_t bluetooth_recoveries;
         double threshold;
         uint32_t window;
         uint32_t min_samples;
@@ -174,6 +176,8 @@ static const struct {
         { "ReadingsDropped",       offsetof(GatewayInfo, readings_dropped)        },
         { "AnomaliesDetected",     offsetof(GatewayInfo, anomalies_detected)      },
         { "UntrackedReadings",     offsetof(GatewayInfo, untracked_readings)      },
+        { "GattLinks",             offsetof(GatewayInfo, gatt_links)              },
+        { "BluetoothRecoveries",   offsetof(GatewayInfo, bluetooth_recoveries)    },
 };
 
 static int count_devices(sd_bus *bus, sd_bus_error *error, uint64_t *ret) {
@@ -199,8 +203,8 @@ static int count_devices(sd_bus *bus, sd_bus_error *error, uint64_t *ret) {
 int verb_status(int argc, char *argv[]) {
         static const VerbHelp h = {
                 .usage = "status [--json]",
-                .description = "Show the state of the running gateway: readings, buffer, anomalies, devices and\n"
-                               "the detector settings in force.",
+                .description = "Show the state of the running gateway: readings, buffer, anomalies, devices,\n"
+                               "Bluetooth links and recoveries, and the detector settings in force.",
                 .json = true,
         };
         static const CtlProperty map[] = {
@@ -215,6 +219,8 @@ int verb_status(int argc, char *argv[]) {
                 { "ReadingsDropped",       't', offsetof(GatewayInfo, readings_dropped)        },
                 { "AnomaliesDetected",     't', offsetof(GatewayInfo, anomalies_detected)      },
                 { "UntrackedReadings",     't', offsetof(GatewayInfo, untracked_readings)      },
+                { "GattLinks",             't', offsetof(GatewayInfo, gatt_links)              },
+                { "BluetoothRecoveries",   't', offsetof(GatewayInfo, bluetooth_recoveries)    },
                 { "Threshold",             'd', offsetof(GatewayInfo, threshold)               },
                 { "Window",                'u', offsetof(GatewayInfo, window)                  },
                 { "MinSamples",            'u', offsetof(GatewayInfo, min_samples)             },
@@ -265,6 +271,9 @@ int verb_status(int argc, char *argv[]) {
         printf("    Devices: %" PRIu64, devices);
         if (info.untracked_readings > 0)
                 printf(" (and %" PRIu64 " readings of devices beyond the limit)", info.untracked_readings);
+        printf("\n  Bluetooth: %" PRIu64 " GATT link%s streaming, %" PRIu64 " recover%s", info.gatt_links,
+               info.gatt_links == 1 ? "" : "s", info.bluetooth_recoveries,
+               info.bluetooth_recoveries == 1 ? "y" : "ies");
         printf("\n   Detector: Threshold=%g Window=%" PRIu32 " MinSamples=%" PRIu32 " MinStdDev=%g\n", info.threshold,
                info.window, info.min_samples, info.min_stddev);
         return EXIT_SUCCESS;

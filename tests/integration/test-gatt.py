@@ -59,6 +59,11 @@ class GattTestCase(BleTestCase):
     def links(self):
         return sorted(self.call("Links")[0])
 
+    def status(self):
+        p = self.run_cmd(harness.BLEGATECTL, "status", "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
     def connect_calls(self, address):
         return self.call("ConnectCalls")[0].get(address, 0)
 
@@ -230,6 +235,14 @@ class Faults(GattTestCase):
         self.assertEqual([(n, m) for n, m, _ in failed], errors, d.output())
         for want, (_, _, got) in zip((1, 2, 4), failed):
             self.assertTrue(0.75 * want - 0.05 <= float(got) <= 1.25 * want + 0.05, failed)
+
+        # Every loss was a recovery, logged once with its number and counted on the bus.
+        status = self.status()
+        losses = re.findall(r"Link to \S+ \(\w+\) lost \(.*\(recovery (\d+)\)\.", d.output())
+        self.assertEqual([int(n) for n in losses], list(range(1, 6)), d.output())
+        self.assertEqual((status["GattLinks"], status["BluetoothRecoveries"]), (3, 5))
+        self.assertIn("Bluetooth: 3 GATT links streaming, 5 recoveries",
+                      self.run_cmd(harness.BLEGATECTL, "status").stdout)
 
         self.stop_fake()
         self.assert_delivered_exactly(d)
