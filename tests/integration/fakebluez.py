@@ -24,17 +24,18 @@ another company's manufacturer data, one Ruuvi Air (data format 6, no accelerati
 on the adapter from the start as the template's AddDevice makes it, with ManufacturerData of the
 wrong type. Tags are temporary non-connectable devices: they go when discovery stops.
 
-GATT devices (--sensortags, --thingys, --phones N; none by default), connectable, on hci0:
+GATT devices (--sensortags, --thingys, --phones N; none by default), connectable:
   SensorTag i  54:6C:0E:00:00:<i>  "SensorTag <i>"  id 546c0e0000<i>, stream "sensortag"
   Thingy i     D0:0D:52:00:00:<i>  "Thingy <i>"     id d00d520000<i>, streams "thingy52-raw", "thingy52-euler"
   phone i      5A:00:00:00:00:<i>  no name          id phone-<i> (its identity), stream "phone"
-(<i> two hex digits). Each appears (InterfacesAdded, UUIDs = [its service UUID]) when heard and
-then advertises once a second (PropertiesChanged(RSSI)) while heard and not connected; it stays
-when discovery stops and goes on power off and with the adapter. Device1.Connect/Disconnect behave
-as BlueZ's: Connect fails with NotReady "br-connection-adapter-not-powered" when powered off, with
-an injected error (FailConnect), AlreadyConnected, or Failed "le-connection-concurrent-connection-limit"
-beyond --max-links; else Connected=true, and --resolve-delay ms later the GATT objects are exported
-the first time (InterfacesAdded per service and characteristic; they survive disconnects) and
+(<i> two hex digits), on hci<i % --adapters>. Each appears (InterfacesAdded, UUIDs = [its service
+UUID]) when heard and then advertises once a second (PropertiesChanged(RSSI)) while heard and not
+connected; it stays when discovery stops and goes on power off and with the adapter.
+Device1.Connect/Disconnect behave as BlueZ's: Connect fails with NotReady
+"br-connection-adapter-not-powered" when powered off, with an injected error (FailConnect),
+AlreadyConnected, or Failed "le-connection-concurrent-connection-limit" beyond --max-links on its
+adapter; else Connected=true, and --resolve-delay ms later the GATT objects are exported the first
+time (InterfacesAdded per service and characteristic; they survive disconnects) and
 ServicesResolved=true. A link going down (Disconnect, DropLink, power off) emits Notifying=false per
 notifying characteristic, closes acquired sockets (NotifyAcquired=false), then ServicesResolved=false,
 Connected=false. GATT methods fail with NotConnected while disconnected. ReadValue returns the value
@@ -83,6 +84,10 @@ each monitor gets DeviceFound(o) once per device appearance. AD data matched: Ru
 = 06. A root whose owner leaves the bus is forgotten; RemoveAdapter calls Release() on every
 monitor and forgets them; power off keeps them. Without --monitor the interface is absent
 (UnknownMethod).
+
+A second adapter (--adapters 2): hci1, powered, with discovery as hci0's and the GATT devices of
+odd index, no tags, no monitors. The faults below (power, removal, stall) are hci0's alone, so a
+test sees that hci1's links go on meanwhile.
 
 Demonstrations: --spike-every S gives one device of the fleet a spike every S seconds, in turn
 (the tags, then the GATT devices), as Spike(id) does. --quiet sends dbusmock's log of every method
@@ -145,6 +150,10 @@ CONTROL = "org.blegate.FakeBluez1"
 RUUVI = 0x0499
 ADAPTER_NAME = "hci0"
 ADAPTER_PATH = "/org/bluez/" + ADAPTER_NAME
+
+
+def adapter_path(name):
+    return "/org/bluez/" + name
 TICK_MS = 10
 MTU = 517
 ATT_ERROR = "Operation failed with ATT error: 0x80"
@@ -281,7 +290,8 @@ class GattDevice:
         self.index = i
         prefix = {"sensortag": "54:6C:0E:00:00", "thingy": "D0:0D:52:00:00", "phone": "5A:00:00:00:00"}[kind]
         self.address = f"{prefix}:{i:02X}"
-        self.path = ADAPTER_PATH + "/dev_" + self.address.replace(":", "_")
+        self.adapter = f"hci{i % fake.args.adapters}"
+        self.path = adapter_path(self.adapter) + "/dev_" + self.address.replace(":", "_")
         self.id = f"phone-{i:02d}" if kind == "phone" else self.address.replace(":", "").lower()
         self.name = {"sensortag": f"SensorTag {i}", "thingy": f"Thingy {i}", "phone": None}[kind]
         self.service_uuid, chars = PROFILES[kind]
@@ -490,6 +500,8 @@ class Fake:
         # calls and gives Set(Adapter1.Powered) the effects SetPowered has.
         bus.add_message_filter(self.filter)
         self.add_adapter()
+        for i in range(1, args.adapters):
+            self.add_second_adapter(f"hci{i}")
         GLib.timeout_add(max(1, int(1000 / args.rate)), self.tick)
         if self.gatt:
             GLib.timeout_add(TICK_MS, self.gatt_tick)
@@ -497,12 +509,21 @@ class Fake:
 
     # The adapter
 
-    def adapter(self):
-        return dbusmock.mockobject.objects.get(ADAPTER_PATH)
+    def adapter(self, name=ADAPTER_NAME):
+        return dbusmock.mockobject.objects.get(adapter_path(name))
 
-    def powered(self):
-        a = self.adapter()
+    def powered(self, name=ADAPTER_NAME):
+        a = self.adapter(name)
         return bool(a and a.props[ADAPTER]["Powered"])
+
+    def add_second_adapter(self, name):
+        """hci1 and on: powered, discovering on request, GATT devices only; the faults are hci0's."""
+        self.root.AddAdapter(name, "fake")
+        a = self.adapter(name)
+        a.AddMethod(ADAPTER, "StartDiscovery", "", "", lambda obj: self.start_discovery(obj))
+        a.AddMethod(ADAPTER, "StopDiscovery", "", "", lambda obj: self.stop_discovery(obj))
+        a.AddMethod(ADAPTER, "SetDiscoveryFilter", "a{sv}", "", lambda obj, f: self.set_filter(obj, f))
+        a.filter = {}
 
     def add_adapter(self):
         if self.adapter():
@@ -528,7 +549,7 @@ class Fake:
 
     def remove_adapter(self):
         if self.adapter():
-            for d in self.gatt:
+            for d in self.gatt_on(ADAPTER_NAME):
                 self.link_down(d)
                 self.remove_gatt_device(d)
             for key in list(self.roots):
@@ -551,12 +572,13 @@ class Fake:
         a.UpdateProperties(ADAPTER, {"Discovering": dbus.Boolean(True)})
 
     def stop_discovery(self, a):
-        if self.stall == "discovery":
+        if self.stall == "discovery" and a.path == ADAPTER_PATH:
             self.stall = None
         if not a.props[ADAPTER]["Discovering"]:
             raise dbus.exceptions.DBusException("No discovery started", name="org.bluez.Error.Failed")
         a.UpdateProperties(ADAPTER, {"Discovering": dbus.Boolean(False)})
-        self.drop_devices()
+        if a.path == ADAPTER_PATH:
+            self.drop_devices()
 
     def set_filter(self, a, f):
         if not a.props[ADAPTER]["Powered"]:
@@ -577,14 +599,17 @@ class Fake:
             a.UpdateProperties(ADAPTER, {"Powered": dbus.Boolean(True)})
             return
         self.stall = None
-        for d in self.gatt:
+        for d in self.gatt_on(ADAPTER_NAME):
             self.link_down(d)
         # As BlueZ's adapter_stop(): sessions and filters gone, discovery off, in one signal.
         a.filter = {}
         a.UpdateProperties(ADAPTER, {"Powered": dbus.Boolean(False), "Discovering": dbus.Boolean(False)})
         self.drop_devices()
-        for d in self.gatt:
+        for d in self.gatt_on(ADAPTER_NAME):
             self.remove_gatt_device(d)
+
+    def gatt_on(self, name):
+        return [d for d in self.gatt if d.adapter == name]
 
     def stop_scan(self):
         a = self.adapter()
@@ -607,15 +632,16 @@ class Fake:
                 return
         raise dbus.exceptions.DBusException(f"no tag {mac}", name="org.freedesktop.DBus.Error.InvalidArgs")
 
-    def discovering(self):
-        a = self.adapter()
-        if not a or self.stall:
+    def discovering(self, name=ADAPTER_NAME):
+        a = self.adapter(name)
+        if not a or (self.stall and name == ADAPTER_NAME):
             return False
         p = a.props[ADAPTER]
         return bool(p["Powered"] and p["Discovering"] and a.filter.get("DuplicateData"))
 
-    def monitors_matching(self, ad):
-        if not self.powered() or self.stall:
+    def monitors_matching(self, ad, name=ADAPTER_NAME):
+        """Monitors are registered on hci0 only."""
+        if name != ADAPTER_NAME or not self.powered() or self.stall:
             return []
         return [m for m in self.monitor_list() if m.matches(ad)]
 
@@ -685,8 +711,8 @@ class Fake:
         for d in self.gatt:
             if d.connected:
                 continue
-            monitors = self.monitors_matching(d.advert_data())
-            if not self.discovering() and not monitors:
+            monitors = self.monitors_matching(d.advert_data(), d.adapter)
+            if not self.discovering(d.adapter) and not monitors:
                 continue
             if not d.present:
                 self.add_gatt_device(d)
@@ -701,7 +727,7 @@ class Fake:
         props = {
             "Address": dbus.String(d.address),
             "AddressType": dbus.String("public" if d.kind != "phone" else "random"),
-            "Adapter": dbus.ObjectPath(ADAPTER_PATH),
+            "Adapter": dbus.ObjectPath(adapter_path(d.adapter)),
             "Alias": dbus.String(d.name or d.address.replace(":", "-")),
             "Paired": dbus.Boolean(False),
             "Connected": dbus.Boolean(False),
@@ -735,7 +761,7 @@ class Fake:
     def connect(self, d):
         self.connect_calls[d.address] = self.connect_calls.get(d.address, 0) + 1
         obj = dbusmock.mockobject.objects[d.path]
-        if not self.powered():
+        if not self.powered(d.adapter):
             raise error("NotReady", "br-connection-adapter-not-powered")
         if self.hang_ms:
             time.sleep(self.hang_ms / 1000)
@@ -751,7 +777,7 @@ class Fake:
             raise dbus.exceptions.DBusException(message, name=name)
         if d.connected:
             raise error("AlreadyConnected", "Already Connected")
-        if sum(x.connected for x in self.gatt) >= self.args.max_links:
+        if sum(x.connected for x in self.gatt_on(d.adapter)) >= self.args.max_links:
             raise error("Failed", "le-connection-concurrent-connection-limit")
         d.connected = True
         d.link += 1
@@ -1012,6 +1038,7 @@ class Fake:
         elif (msg.get_interface() == PROPS and msg.get_member() == "Set" and
               msg.get_path() == ADAPTER_PATH and self.adapter() and
               msg.get_args_list()[:2] == [ADAPTER, "Powered"]):
+            # Only hci0 has the effects; on the others Set only stores the value.
             self.set_powered(bool(msg.get_args_list()[2]))
             self.bus.send_message(dbus.lowlevel.MethodReturnMessage(msg))
             return dbus.lowlevel.HANDLER_RESULT_HANDLED
@@ -1093,7 +1120,9 @@ def main():
     parser.add_argument("--gatt-sent", help="one line per GATT sample sent")
     parser.add_argument("--phone-batch", type=int, default=4, help="samples per phone notification (1..32)")
     parser.add_argument("--acquire", default="phone", help="kinds offering AcquireNotify: sensortag thingy phone")
-    parser.add_argument("--max-links", type=int, default=7)
+    parser.add_argument("--max-links", type=int, default=7, help="links per adapter")
+    parser.add_argument("--adapters", type=int, default=1, choices=(1, 2),
+                        help="GATT device i is on hci<i %% ADAPTERS>")
     parser.add_argument("--resolve-delay", type=int, default=20, help="ms from Connect to ServicesResolved")
     parser.add_argument("--monitor", action="store_true", help="offer AdvertisementMonitorManager1")
     parser.add_argument("--spike-every", type=float, default=0, metavar="SECONDS",

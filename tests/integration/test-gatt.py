@@ -6,8 +6,8 @@ phones through AcquireNotify sockets, the others through PropertiesChanged) and 
 sample the fake sent while a link was up, exactly once. Faults: links dropped, Connect failing
 with BlueZ's errors, the adapter powered off and on, removed and re-added, bluetoothd restarting,
 discovery that goes silent; after each the links come back within seconds, with a backoff that
-never turns into a busy loop. MaxConnections= caps the links per adapter, the others queue in
-order, and a connection the daemon does not use (services gone, a Connect answered after it gave
+never turns into a busy loop. MaxConnections= caps the links per adapter (two adapters: each has
+its own slots and its own faults; Adapters= picks one), the others queue in order, and a connection the daemon does not use (services gone, a Connect answered after it gave
 up) is given back; Allow=/Deny= select devices; passive scanning is used where BlueZ offers a
 monitor."""
 
@@ -368,6 +368,42 @@ class Limits(GattTestCase):
         self.assertIn(f"Connect to {late} (sensortag) went through after it had timed out, disconnecting it",
                       d.output())
         self.assertEqual(self.connect_calls(late), 1, d.output())
+        self.assertIsNone(d.proc.poll(), d.output())
+
+    def test_connection_cap_is_per_adapter(self):
+        """Two adapters, MaxConnections=1: one link on each. hci0 powered off and on loses and
+        brings back its own link only."""
+        self.start_fleet("--adapters", 2, sensortags=4, thingys=0, phones=0)
+        d = self.start_gateway("MaxConnections=1\n")
+        wait_for(lambda: len(self.links()) == 2, timeout=10, what="two links")
+        for adapter in ("hci0", "hci1"):
+            d.wait_log(f"queued: {adapter} has MaxConnections=1 links.")
+        time.sleep(1)
+        on0, on1 = self.links()
+        self.assertIn(on0, (sensortag(0), sensortag(2)))
+        self.assertIn(on1, (sensortag(1), sensortag(3)))
+        self.wait_streaming(d, on0, timeout=10)
+        self.wait_streaming(d, on1, timeout=10)
+
+        self.control("SetPowered", "false")
+        d.wait_log("Adapter hci0 powered off")
+        self.wait_flowing(key(on1))
+        self.control("SetPowered", "true")
+        wait_for(lambda: len(self.links()) == 2 and on1 in self.links(), timeout=RECOVERY_TIMEOUT,
+                 what=f"a link on hci0 again beside {on1}: {self.links()}")
+        self.assertNotIn(f"Link to {on1} (sensortag) lost", d.output())
+        self.assertEqual(self.streaming(d, on1), 1, d.output())
+        self.assertEqual(self.connect_calls(on1), 1)
+        self.assertIsNone(d.proc.poll(), d.output())
+
+    def test_adapters_selects(self):
+        self.start_fleet("--adapters", 2, sensortags=2, thingys=0, phones=0)
+        d = self.start_gateway("Adapters=hci1\n")
+        self.wait_streaming(d, sensortag(1), timeout=10)
+        self.wait_flowing(key(sensortag(1)))
+        self.assertEqual(self.links(), [sensortag(1)])
+        self.assertEqual(self.connect_calls(sensortag(0)), 0)
+        self.assertNotIn("hci0", d.output())
         self.assertIsNone(d.proc.poll(), d.output())
 
     def test_allow_and_deny(self):
