@@ -7,9 +7,9 @@ sample the fake sent while a link was up, exactly once. Faults: links dropped, C
 with BlueZ's errors, the adapter powered off and on, removed and re-added, bluetoothd restarting,
 discovery that goes silent; after each the links come back within seconds, with a backoff that
 never turns into a busy loop. MaxConnections= caps the links per adapter (two adapters: each has
-its own slots and its own faults; Adapters= picks one), the others queue in order, and a connection the daemon does not use (services gone, a Connect answered after it gave
-up) is given back; Allow=/Deny= select devices; passive scanning is used where BlueZ offers a
-monitor."""
+its own slots and its own faults; Adapters= picks one), the others queue in order, and a
+connection the daemon does not use (services gone, a Connect answered after it gave up) is given
+back; Allow=/Deny= select devices; passive scanning is used where BlueZ offers a monitor."""
 
 import collections
 import json
