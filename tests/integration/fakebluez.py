@@ -110,7 +110,10 @@ Control, interface org.blegate.FakeBluez1 on /:
                       "le-connection-abort-by-local" first sets Connected=true then false
   HangConnect(u ms)   the next Connect call (any device) blocks the fake for ms, as a hung
                       bluetoothd does, and then succeeds: its caller may have given up by then
-  ConnectCalls() -> a{su}  Connect calls per address so far
+  ConnectCalls() -> a{su}  Connect calls per address so far (Echo objects: "<address>@hci1")
+  Echo(s address)     with --adapters 2: hci1 hears a GATT device of hci0 too (as when it goes on
+                      advertising while connected): a second Device1 object for it on hci1,
+                      advertising once a second while hci1 discovers; its Connect fails NotReady
   Links() -> as       addresses connected now
   PeakLinks() -> u    the most links ever up at once
   Stall(s mode)       hci0 stays Discovering but hears nothing (no adverts, no new devices; links
@@ -446,6 +449,7 @@ class Fake:
         self.connect_calls = {}
         self.peak_links = 0
         self.hang_ms = 0       # the next Connect blocks this long (HangConnect)
+        self.echoes = {}       # address -> its second object's path, on hci1 (Echo)
         self.roots = {}        # (owner, root path) -> [Monitor], active ones only
         self.owner_watches = {}
         self.last_sender = None
@@ -485,6 +489,7 @@ class Fake:
             ("Unresolve", "s", "", lambda _, a: self.unresolve(str(a))),
             ("FailConnect", "sssu", "", lambda _, a, n, m, c: self.fail_connect(str(a), str(n), str(m), int(c))),
             ("HangConnect", "u", "", lambda _, ms: setattr(self, "hang_ms", int(ms))),
+            ("Echo", "s", "", lambda _, a: self.echo(str(a))),
             ("ConnectCalls", "", "a{su}", lambda _: dbus.Dictionary(
                 {dbus.String(a): dbus.UInt32(n) for a, n in sorted(self.connect_calls.items())}, signature="su")),
             ("Links", "", "as", lambda _: dbus.Array([d.address for d in self.gatt if d.connected], signature="s")),
@@ -721,13 +726,32 @@ class Fake:
                 obj.props[DEVICE]["RSSI"] = dbus.Int16(d.rssi)
                 self.emit_props(d.path, DEVICE, {"RSSI": dbus.Int16(d.rssi, variant_level=1)})
             self.found(d.path, monitors)
+        for path in self.echoes.values():
+            if self.discovering("hci1"):
+                self.emit_props(path, DEVICE, {"RSSI": dbus.Int16(-85, variant_level=1)})
         return True
 
-    def add_gatt_device(self, d):
+    def echo(self, address):
+        d = self.gatt_device(address)
+        if not self.adapter("hci1") or d.adapter == "hci1" or d.address in self.echoes:
+            raise dbus.exceptions.DBusException("no echo for that", name="org.freedesktop.DBus.Error.InvalidArgs")
+        path = adapter_path("hci1") + "/dev_" + d.address.replace(":", "_")
+        props = self.device_props(d, "hci1")
+        self.root.AddObject(path, DEVICE, props, [])
+        dbusmock.mockobject.objects[path].AddMethod(DEVICE, "Connect", "", "", lambda _: self.echo_connect(d))
+        self.echoes[d.address] = path
+        self.root.EmitSignal(OM, "InterfacesAdded", "oa{sa{sv}}", [dbus.ObjectPath(path), {DEVICE: props}])
+
+    def echo_connect(self, d):
+        key = f"{d.address}@hci1"
+        self.connect_calls[key] = self.connect_calls.get(key, 0) + 1
+        raise error("NotReady", "Resource Not Ready")
+
+    def device_props(self, d, adapter):
         props = {
             "Address": dbus.String(d.address),
             "AddressType": dbus.String("public" if d.kind != "phone" else "random"),
-            "Adapter": dbus.ObjectPath(adapter_path(d.adapter)),
+            "Adapter": dbus.ObjectPath(adapter_path(adapter)),
             "Alias": dbus.String(d.name or d.address.replace(":", "-")),
             "Paired": dbus.Boolean(False),
             "Connected": dbus.Boolean(False),
@@ -737,6 +761,10 @@ class Fake:
         }
         if d.name:
             props["Name"] = dbus.String(d.name)
+        return props
+
+    def add_gatt_device(self, d):
+        props = self.device_props(d, d.adapter)
         self.root.AddObject(d.path, DEVICE, props, [])
         obj = dbusmock.mockobject.objects[d.path]
         obj.AddMethod(DEVICE, "Connect", "", "", lambda _: self.connect(d))

@@ -7,9 +7,10 @@ sample the fake sent while a link was up, exactly once. Faults: links dropped, C
 with BlueZ's errors, the adapter powered off and on, removed and re-added, bluetoothd restarting,
 discovery that goes silent; after each the links come back within seconds, with a backoff that
 never turns into a busy loop. MaxConnections= caps the links per adapter (two adapters: each has
-its own slots and its own faults; Adapters= picks one), the others queue in order, and a
-connection the daemon does not use (services gone, a Connect answered after it gave up) is given
-back; Allow=/Deny= select devices; passive scanning is used where BlueZ offers a monitor."""
+its own slots and its own faults; Adapters= picks one; a device both hear keeps its link), the
+others queue in order, and a connection the daemon does not use (services gone, a Connect
+answered after it gave up) is given back; Allow=/Deny= select devices; passive scanning is used
+where BlueZ offers a monitor."""
 
 import collections
 import json
@@ -394,6 +395,21 @@ class Limits(GattTestCase):
         self.assertNotIn(f"Link to {on1} (sensortag) lost", d.output())
         self.assertEqual(self.streaming(d, on1), 1, d.output())
         self.assertEqual(self.connect_calls(on1), 1)
+        self.assertIsNone(d.proc.poll(), d.output())
+
+    def test_device_heard_on_two_adapters_keeps_its_link(self):
+        """hci1 hears a device streaming through hci0 (it advertises while connected): BlueZ
+        makes a second object for it, and the link stays on the object it connected through."""
+        self.start_fleet("--adapters", 2, sensortags=1, thingys=0, phones=0)
+        d = self.start_gateway()
+        self.wait_streaming(d, sensortag(0), timeout=10)
+        d.wait_log("Discovery started on hci1.")
+        self.call("Echo", "s", sensortag(0))
+        time.sleep(2.5)  # two adverts of the second object
+        self.wait_flowing(key(sensortag(0)))
+        self.assertEqual(self.streaming(d, sensortag(0)), 1, d.output())
+        self.assertEqual(self.call("ConnectCalls")[0], {sensortag(0): 1}, d.output())
+        self.assertNotIn(f"Link to {sensortag(0)} (sensortag) lost", d.output())
         self.assertIsNone(d.proc.poll(), d.output())
 
     def test_adapters_selects(self):
