@@ -58,11 +58,13 @@ SOCK_SEQPACKET socket, one send() per notification, mtu 517; InProgress while St
 NotPermitted when acquired already; closing the other end ends the acquisition. StartNotify
 fails with NotPermitted while acquired and succeeds again while notifying.
 
-Streams are paced by one 100 Hz timer against wall time: every stream produces its samples at its
-rate whether or not anyone listens (its counters go on, like a phone's sequence), and a sample is
-sent only while the device is connected and the characteristic notifies (PropertiesChanged(Value)
-on it, and Value updated) or is acquired. A send that would block (the daemon not reading its
-socket) drops the notification, unrecorded. Every sample sent is appended to --gatt-sent, before it
+Streams are paced by one timer (every --tick-ms, 10 by default) against wall time: every stream
+produces its samples at its rate whether or not anyone listens (its counters go on, like a
+phone's sequence); all devices' samples fall due in the same tick, or with --spread evenly over a
+period, device after device, as on air (with --tick-ms 1, say). A sample is sent only while the
+device is connected and the characteristic notifies (PropertiesChanged(Value) on it, and Value
+updated) or is acquired. A send that would block (the daemon not reading its socket) drops the
+notification, unrecorded. Every sample sent is appended to --gatt-sent, before it
 goes out, as
   <device id> <stream> <channel> <value>
 with a marker channel whose raw integer follows a per-device per-stream counter (a triangle wave of
@@ -157,7 +159,6 @@ ADAPTER_PATH = "/org/bluez/" + ADAPTER_NAME
 
 def adapter_path(name):
     return "/org/bluez/" + name
-TICK_MS = 10
 MTU = 517
 ATT_ERROR = "Operation failed with ATT error: 0x80"
 MARKER_HALF = 10240   # the marker's triangle wave: 2 × this many distinct values in a row
@@ -277,11 +278,12 @@ class Stream:
         self.t0 = 0.0
         self.produced = 0     # since t0
         self.pending = []     # phone: samples of the batch being filled
+        self.phase = 0.0      # of a period: where its samples fall against the other streams'
 
     def set_rate(self, rate, now):
         if rate != self.rate:
             self.rate = rate
-            self.t0 = now
+            self.t0 = now + (self.phase / rate if rate > 0 else 0.0)
             self.produced = 0
             self.pending = []
 
@@ -473,9 +475,10 @@ class Fake:
                      [GattDevice(self, "phone", i) for i in range(args.phones)])
         self.by_address = {d.address: d for d in self.gatt}
         now = time.monotonic()
-        for d in self.gatt:
+        for n, d in enumerate(self.gatt):
             for c in d.chars:
                 if c.stream:
+                    c.stream.phase = n / len(self.gatt) if args.spread else 0.0
                     c.stream.set_rate(d.stream_rate(c.stream), now)
 
         methods = [
@@ -509,7 +512,7 @@ class Fake:
             self.add_second_adapter(f"hci{i}")
         GLib.timeout_add(max(1, int(1000 / args.rate)), self.tick)
         if self.gatt:
-            GLib.timeout_add(TICK_MS, self.gatt_tick)
+            GLib.timeout_add(args.tick_ms, self.gatt_tick)
             GLib.timeout_add(1000, self.gatt_advertise)
 
     # The adapter
@@ -1153,6 +1156,10 @@ def main():
                         help="GATT device i is on hci<i %% ADAPTERS>")
     parser.add_argument("--resolve-delay", type=int, default=20, help="ms from Connect to ServicesResolved")
     parser.add_argument("--monitor", action="store_true", help="offer AdvertisementMonitorManager1")
+    parser.add_argument("--tick-ms", type=int, default=10, help="the GATT streams' timer")
+    parser.add_argument("--spread", action="store_true",
+                        help="devices' samples fall evenly over a period, as on air, not together "
+                             "(with a --tick-ms shorter than the period)")
     parser.add_argument("--spike-every", type=float, default=0, metavar="SECONDS",
                         help="spike one device in turn every SECONDS (0: never)")
     parser.add_argument("--quiet", action="store_true", help="no dbusmock log of calls and signals")
