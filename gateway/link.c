@@ -598,8 +598,12 @@ static int on_connect(sd_bus_message *reply, void *userdata, sd_bus_error *ret_e
                 link_connected(l);
                 return 0;
         }
-        /* Connected already, or being connected by another client: either way it will resolve. */
+        /* Connected already, or being connected by another client: either way it will resolve.
+         * After our own Connect timed out, that other client is most likely that Connect. */
         if (sd_bus_error_has_names(e, "org.bluez.Error.AlreadyConnected", "org.bluez.Error.InProgress")) {
+                if (l->connect_unanswered)
+                        l->we_connected = true;
+                l->connect_unanswered = false;
                 link_connected(l);
                 return 0;
         }
@@ -650,11 +654,13 @@ void link_device_changed(Link *l, int connected, int services_resolved) {
          * while the link waits without a slot nobody counts it: it is given back. */
         if (connected >= 0 && l->connect_unanswered) {
                 l->connect_unanswered = false;
-                if (connected && !link_state_holds_slot(l->state)) {
+                if (connected) {
                         l->we_connected = true;
-                        link_disconnect(l);
-                        link_event(l, LINK_EVENT_LATE_CONNECTION, 0, NULL);
-                        return;
+                        if (!link_state_holds_slot(l->state)) {
+                                link_disconnect(l);
+                                link_event(l, LINK_EVENT_LATE_CONNECTION, 0, NULL);
+                                return;
+                        }
                 }
         }
 

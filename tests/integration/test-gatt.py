@@ -371,6 +371,21 @@ class Limits(GattTestCase):
         self.assertEqual(self.connect_calls(late), 1, d.output())
         self.assertIsNone(d.proc.poll(), d.output())
 
+    def test_late_connection_used_is_ours(self):
+        """The Connect that timed out goes through while the link, out of its backoff, is
+        connecting again: the link uses that connection and, being its maker, gives it back when
+        the daemon stops."""
+        self.start_fleet(sensortags=1, thingys=0, phones=0)
+        # Past the daemon's 30 s timeout and its 1 s backoff: the second Connect waits behind it.
+        self.call("HangConnect", "u", 33000)
+        d = self.start_gateway()
+        d.wait_log(f"Failed to connect to {sensortag(0)} ", timeout=40)
+        self.wait_streaming(d, sensortag(0), timeout=10)
+        self.assertEqual(self.connect_calls(sensortag(0)), 2, d.output())
+        self.assertNotIn("went through after it had timed out", d.output())
+        d.stop()
+        wait_for(lambda: self.links() == [], timeout=5, what="the link given back")
+
     def test_connection_cap_is_per_adapter(self):
         """Two adapters, MaxConnections=1: one link on each. hci0 powered off and on loses and
         brings back its own link only."""
