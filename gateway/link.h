@@ -20,9 +20,10 @@
  * "canceled" Connect errors, which RF interference makes common and which usually succeed at
  * once: they are retried once after a short pause. A device that is not what its advert
  * claimed (a check or identity the profile refuses, a missing characteristic) is retried only
- * after LINK_REFUSED_USEC. A Connect that timed out may still complete in BlueZ; when it does
+ * after LINK_REFUSED_USEC. A Connect that timed out may still complete in BlueZ: when it does
  * while the link holds no slot, the link disconnects it, so that MaxConnections= counts every
- * radio link the daemon made.
+ * radio link the daemon made; while the link is connecting again, it takes the connection as
+ * its own.
  *
  * Notifications come either as PropertiesChanged(Value) on the characteristic (StartNotify),
  * which ble.c routes here, or, where BlueZ offers AcquireNotify, from a socket read on the event
