@@ -154,14 +154,20 @@ OM = "org.freedesktop.DBus.ObjectManager"
 CONTROL = "org.blegate.FakeBluez1"
 RUUVI = 0x0499
 ADAPTER_NAME = "hci0"
-ADAPTER_PATH = "/org/bluez/" + ADAPTER_NAME
+MTU = 517
+ATT_ERROR = "Operation failed with ATT error: 0x80"
+MARKER_HALF = 10240   # the marker's triangle wave: 2 × this many distinct values in a row
 
 
 def adapter_path(name):
     return "/org/bluez/" + name
-MTU = 517
-ATT_ERROR = "Operation failed with ATT error: 0x80"
-MARKER_HALF = 10240   # the marker's triangle wave: 2 × this many distinct values in a row
+
+
+def device_path(adapter, address):
+    return f"{adapter_path(adapter)}/dev_{address.replace(':', '_')}"
+
+
+ADAPTER_PATH = adapter_path(ADAPTER_NAME)
 
 
 def tag_mac(i):
@@ -200,7 +206,7 @@ class Tag:
     def __init__(self, i, seq):
         self.mac = tag_mac(i)
         self.address = ":".join(f"{b:02X}" for b in self.mac)
-        self.path = ADAPTER_PATH + "/dev_" + self.address.replace(":", "_")
+        self.path = device_path(ADAPTER_NAME, self.address)
         self.name = f"Ruuvi {self.mac[4]:02X}{self.mac[5]:02X}"
         self.seq = seq
         self.n = 0
@@ -296,7 +302,7 @@ class GattDevice:
         prefix = {"sensortag": "54:6C:0E:00:00", "thingy": "D0:0D:52:00:00", "phone": "5A:00:00:00:00"}[kind]
         self.address = f"{prefix}:{i:02X}"
         self.adapter = f"hci{i % fake.args.adapters}"
-        self.path = adapter_path(self.adapter) + "/dev_" + self.address.replace(":", "_")
+        self.path = device_path(self.adapter, self.address)
         self.id = f"phone-{i:02d}" if kind == "phone" else self.address.replace(":", "").lower()
         self.name = {"sensortag": f"SensorTag {i}", "thingy": f"Thingy {i}", "phone": None}[kind]
         self.service_uuid, chars = PROFILES[kind]
@@ -509,7 +515,7 @@ class Fake:
         bus.add_message_filter(self.filter)
         self.add_adapter()
         for i in range(1, args.adapters):
-            self.add_second_adapter(f"hci{i}")
+            self.new_adapter(f"hci{i}")
         GLib.timeout_add(max(1, int(1000 / args.rate)), self.tick)
         if self.gatt:
             GLib.timeout_add(args.tick_ms, self.gatt_tick)
@@ -524,24 +530,21 @@ class Fake:
         a = self.adapter(name)
         return bool(a and a.props[ADAPTER]["Powered"])
 
-    def add_second_adapter(self, name):
-        """hci1 and on: powered, discovering on request, GATT devices only; the faults are hci0's."""
+    def new_adapter(self, name):
+        """Powered, discovering on request. hci1 and on are no more than this: GATT devices
+        only, the faults being hci0's."""
         self.root.AddAdapter(name, "fake")
         a = self.adapter(name)
         a.AddMethod(ADAPTER, "StartDiscovery", "", "", lambda obj: self.start_discovery(obj))
         a.AddMethod(ADAPTER, "StopDiscovery", "", "", lambda obj: self.stop_discovery(obj))
         a.AddMethod(ADAPTER, "SetDiscoveryFilter", "a{sv}", "", lambda obj, f: self.set_filter(obj, f))
-        a.filter = {}
+        a.filter = {}  # not a property: GetManagedObjects could not send None
+        return a
 
     def add_adapter(self):
         if self.adapter():
             return
-        self.root.AddAdapter(ADAPTER_NAME, "fake")
-        a = self.adapter()
-        a.AddMethod(ADAPTER, "StartDiscovery", "", "", lambda obj: self.start_discovery(obj))
-        a.AddMethod(ADAPTER, "StopDiscovery", "", "", lambda obj: self.stop_discovery(obj))
-        a.AddMethod(ADAPTER, "SetDiscoveryFilter", "a{sv}", "", lambda obj, f: self.set_filter(obj, f))
-        a.filter = {}  # not a property: GetManagedObjects could not send None
+        a = self.new_adapter(ADAPTER_NAME)
         self.devices = set()
         # A device as the template makes it, with its mistyped ManufacturerData (aa{qv}): the
         # daemon must read the rest of BlueZ's objects regardless.
@@ -729,8 +732,8 @@ class Fake:
                 obj.props[DEVICE]["RSSI"] = dbus.Int16(d.rssi)
                 self.emit_props(d.path, DEVICE, {"RSSI": dbus.Int16(d.rssi, variant_level=1)})
             self.found(d.path, monitors)
-        for path in self.echoes.values():
-            if self.discovering("hci1"):
+        if self.discovering("hci1"):
+            for path in self.echoes.values():
                 self.emit_props(path, DEVICE, {"RSSI": dbus.Int16(-85, variant_level=1)})
         return True
 
@@ -738,7 +741,7 @@ class Fake:
         d = self.gatt_device(address)
         if not self.adapter("hci1") or d.adapter == "hci1" or d.address in self.echoes:
             raise dbus.exceptions.DBusException("no echo for that", name="org.freedesktop.DBus.Error.InvalidArgs")
-        path = adapter_path("hci1") + "/dev_" + d.address.replace(":", "_")
+        path = device_path("hci1", d.address)
         props = self.device_props(d, "hci1")
         self.root.AddObject(path, DEVICE, props, [])
         dbusmock.mockobject.objects[path].AddMethod(DEVICE, "Connect", "", "", lambda _: self.echo_connect(d))
